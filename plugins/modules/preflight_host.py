@@ -1,0 +1,125 @@
+#!/usr/bin/python
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: preflight_host
+short_description: Read the facts the collection needs about a host and check that it can run a node
+version_added: 0.1.0
+description:
+  - Reads, in one pass and with the standard library only, what the roles need to know about a host
+    (operating system and family, architecture, container or machine, cgroup version, memory, CPUs,
+    swap, time service) and returns it as the C(kubeforge_host) fact.
+  - Checks the host and fails with every problem at once; problems that do not stop an install
+    (memory and CPU below the recommendation, unsynchronized clock, cgroup v1) are warnings.
+  - A port is in use only when a program other than its expected owners listens on it, so a re-run
+    on a working node passes.
+  - Changes nothing on the host.
+options:
+  ports:
+    description:
+      - Ports this host needs. Each item has C(port), C(purpose) and C(owners), the program names
+        allowed to hold the port already (the component that is meant to listen there).
+    type: list
+    elements: dict
+    default: []
+  min_memory_mb:
+    description: Recommended memory; less is a warning.
+    type: int
+    default: 1024
+  min_cpus:
+    description: Recommended CPUs; fewer is a warning.
+    type: int
+    default: 1
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads only; behaves the same in check mode.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - kubeforge.cluster contributors (@kubeforge)
+"""
+
+EXAMPLES = r"""
+- name: Check the host and read its facts
+  kubeforge.cluster.preflight_host:
+    min_memory_mb: 2048
+    min_cpus: 2
+    ports:
+      - {port: 6443, purpose: kube-apiserver, owners: [kube-apiserver]}
+      - {port: 2379, purpose: etcd clients, owners: [etcd]}
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: Facts about the host.
+  returned: always
+  type: dict
+  contains:
+    kubeforge_host:
+      description: What the roles read about the host.
+      type: dict
+      sample:
+        os_id: debian
+        os_family: Debian
+        os_version: "12"
+        os_major: "12"
+        os_codename: bookworm
+        os_pretty: Debian GNU/Linux 12 (bookworm)
+        machine: x86_64
+        arch: amd64
+        container: podman
+        cgroup_version: 2
+        memory_mb: 3925
+        cpus: 2
+        kernel: 6.1.0-26-amd64
+        systemd: true
+        swaps: []
+        time_sync: {service: chronyd, synchronized: true}
+errors:
+  description: The problems that make the host unusable.
+  returned: always
+  type: list
+  elements: str
+  sample: ["port 6443 (kube-apiserver) is in use by nginx"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import host_facts
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            ports=dict(type="list", elements="dict", default=[]),
+            min_memory_mb=dict(type="int", default=1024),
+            min_cpus=dict(type="int", default=1),
+        ),
+        supports_check_mode=True,
+    )
+
+    def run_command(argv):
+        return module.run_command(argv)
+
+    facts = host_facts.gather(run_command)
+    errors, warnings = host_facts.evaluate(
+        facts, module.params["ports"], module.params["min_memory_mb"], module.params["min_cpus"])
+    for warning in warnings:
+        module.warn(warning)
+    result = dict(changed=False, ansible_facts=dict(kubeforge_host=facts), errors=errors)
+    if errors:
+        module.fail_json(msg="host check failed: " + "; ".join(errors), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
