@@ -1,0 +1,110 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The mirror's manifest.json, checksum files, and the version facts read from Debian packages."""
+
+import hashlib
+import json
+import re
+
+from .common import atomic_write, read_json
+
+COMPONENTS = ("etcd", "containerd", "runc", "cni_plugins", "kubectl", "image")
+MANIFEST_KEYS = ("component", "version", "arch", "path", "sha256", "size", "source", "glibc", "runs_on")
+
+_GLIBC_RE = re.compile(r"\bGLIBC_([0-9]+(?:\.[0-9]+)+)\b")
+_UPSTREAM_RE = re.compile(r"^[0-9]+(\.[0-9]+)*")
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_line(hexdigest, filename):
+    """One line in the format of sha256sum: two spaces between digest and file name."""
+    if not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
+        raise ValueError(f"not a sha256 digest: {hexdigest!r}")
+    if "/" in filename or not filename:
+        raise ValueError(f"checksum files name a file in the same directory, not {filename!r}")
+    return f"{hexdigest}  {filename}\n"
+
+
+def max_glibc(objdump_text):
+    """Highest GLIBC_x.y symbol version required by a binary, from ``objdump -T`` output.
+
+    Returns None when no glibc symbol version appears (a static binary).
+    """
+    versions = {tuple(int(part) for part in match.split(".")) for match in _GLIBC_RE.findall(objdump_text or "")}
+    if not versions:
+        return None
+    return ".".join(str(part) for part in max(versions))
+
+
+def glibc_key(version):
+    return tuple(int(part) for part in version.split(".")) if version else ()
+
+
+def upstream_version(debian_version):
+    """Upstream release version of a Debian package version.
+
+    ``1:1.6.20~ds1-1+deb12u3`` -> ``1.6.20``; ``1.20.5+really1.20.2-1.1`` -> ``1.20.2`` (Debian's
+    way of going back to an older release); ``3.4.23-4+b4`` -> ``3.4.23``.
+    """
+    version = debian_version.strip()
+    if ":" in version:
+        version = version.split(":", 1)[1]
+    if "-" in version:
+        version = version.rsplit("-", 1)[0]
+    if "+really" in version:
+        version = version.split("+really", 1)[1]
+    match = _UPSTREAM_RE.match(version)
+    if not match:
+        raise ValueError(f"cannot read an upstream version from Debian version {debian_version!r}")
+    return match.group(0)
+
+
+def _sort_key(artifact):
+    component = artifact["component"]
+    rank = COMPONENTS.index(component) if component in COMPONENTS else len(COMPONENTS)
+    version = tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.]", artifact["version"]))
+    return (rank, version, artifact["path"])
+
+
+def validate_artifact(artifact):
+    missing = [key for key in MANIFEST_KEYS if key not in artifact]
+    if missing:
+        raise ValueError(f"artifact {artifact.get('path', '?')}: missing {', '.join(missing)}")
+    if artifact["component"] not in COMPONENTS:
+        raise ValueError(f"artifact {artifact['path']}: unknown component {artifact['component']!r}")
+    if not re.fullmatch(r"[0-9a-f]{64}", artifact["sha256"] or ""):
+        raise ValueError(f"artifact {artifact['path']}: sha256 is not a hex digest")
+    if artifact["path"].startswith("/") or ".." in artifact["path"].split("/"):
+        raise ValueError(f"artifact {artifact['path']}: path must be relative to the mirror root")
+    if not isinstance(artifact["size"], int) or artifact["size"] < 0:
+        raise ValueError(f"artifact {artifact['path']}: size must be a non-negative integer")
+    if not isinstance(artifact["runs_on"], list):
+        raise ValueError(f"artifact {artifact['path']}: runs_on must be a list")
+
+
+def render_manifest(artifacts, built):
+    """Manifest text: artifacts sorted by component and version, one per path."""
+    seen = set()
+    for artifact in artifacts:
+        validate_artifact(artifact)
+        if artifact["path"] in seen:
+            raise ValueError(f"artifact {artifact['path']} is listed twice")
+        seen.add(artifact["path"])
+    document = {"artifacts": sorted((dict(a) for a in artifacts), key=_sort_key), "built": built}
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def write_manifest(path, artifacts, built):
+    atomic_write(path, render_manifest(artifacts, built))
+
+
+def load_manifest(path):
+    document = read_json(path, default=None) or {}
+    return {artifact["path"]: artifact for artifact in document.get("artifacts", [])}

@@ -1,0 +1,805 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The local file mirror: Debian's packages of etcd, containerd, runc, CNI plugins and kubectl,
+repackaged in the upstream release layout (path below the mirror root = upstream host + path),
+plus two OCI image archives for containers inside the nodes.
+
+Versions are whatever bookworm, trixie and sid carry at the time of the build; an artifact is
+rebuilt only when the Debian package it comes from changes.
+"""
+
+import concurrent.futures
+import datetime
+import glob
+import gzip
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+
+from . import image as node_image
+from . import podman as pm
+from .common import TestbedError, Timer, atomic_write, locked, log, run, state_path
+from .manifest import (
+    checksum_line,
+    glibc_key,
+    load_manifest,
+    max_glibc,
+    sha256_file,
+    upstream_version,
+    write_manifest,
+)
+
+ARCH = "amd64"
+DEBIAN = "http://deb.debian.org/debian"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SUITE_ORDER = ("bookworm", "trixie", "sid")
+APT_SOURCES = {
+    "bookworm": ((DEBIAN, "bookworm"), (DEBIAN, "bookworm-updates"), (DEBIAN_SECURITY, "bookworm-security")),
+    "trixie": ((DEBIAN, "trixie"), (DEBIAN, "trixie-updates"), (DEBIAN_SECURITY, "trixie-security")),
+    "sid": ((DEBIAN, "sid"),),
+}
+LISTS_MAX_AGE = 6 * 3600
+
+# component -> alternatives of Debian package sets (first package gives the version)
+PACKAGES = {
+    "etcd": (("etcd-server", "etcd-client"),),
+    "containerd": (("containerd",),),
+    "runc": (("runc",),),
+    "cni_plugins": (("containernetworking-plugins",),),
+    "kubectl": (("kubectl",), ("kubernetes-client",)),
+}
+IMAGE_SOURCE_SUITE = "bookworm"
+
+# Files of each release archive: (name, required)
+ETCD_BINARIES = (("etcd", True), ("etcdctl", True), ("etcdutl", False))
+CONTAINERD_BINARIES = (
+    ("containerd", True),
+    ("containerd-shim", False),
+    ("containerd-shim-runc-v1", False),
+    ("containerd-shim-runc-v2", True),
+    ("containerd-stress", False),
+    ("ctr", True),
+)
+
+# How each binary is asked for its version in the node check.
+VERSION_COMMANDS = {
+    "etcd": "{bin} --version",
+    "etcdctl": "{bin} version",
+    "etcdutl": "{bin} version",
+    "containerd": "{bin} --version",
+    "containerd-shim": "{bin} -h",  # the v1 shim has no version flag; -h proves it loads
+    "containerd-shim-runc-v1": "{bin} -v",
+    "containerd-shim-runc-v2": "{bin} -v",
+    "containerd-stress": "{bin} --version",
+    "ctr": "{bin} --version",
+    "runc": "{bin} --version",
+    "kubectl": "{bin} version --client",
+}
+CNI_VERSION_COMMAND = "CNI_COMMAND=VERSION {bin}"
+# Bumped when the commands above change: artifacts are then checked again.
+CHECK_VERSION = 2
+
+PAUSE_SOURCE = r"""/* Test bed pause: holds a pod's namespaces; exits on SIGINT/SIGTERM; reaps children. */
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void stop(int sig) { (void)sig; _exit(0); }
+
+static void reap(int sig)
+{
+    (void)sig;
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+}
+
+int main(void)
+{
+    struct sigaction action;
+
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = stop;
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    action.sa_handler = reap;
+    action.sa_flags = SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &action, NULL);
+    for (;;)
+        pause();
+    return 0;
+}
+"""
+IMAGE_RECIPE_VERSION = "1"
+BUSYBOX_IMAGE = "docker.io/library/busybox:testbed"
+PAUSE_IMAGE = "registry.k8s.io/pause:testbed"
+BUSYBOX_PATH = "testbed/images/busybox.oci.tar"
+PAUSE_PATH = "testbed/images/pause.oci.tar"
+
+
+def mirror_root():
+    return state_path("mirror")
+
+
+def manifest_path():
+    return os.path.join(mirror_root(), "manifest.json")
+
+
+# --- upstream paths -------------------------------------------------------------------------
+
+
+def artifact_path(component, version, arch=ARCH):
+    """Path below the mirror root: the upstream host and path of the release artifact."""
+    if component == "etcd":
+        return f"github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-{arch}.tar.gz"
+    if component == "containerd":
+        return f"github.com/containerd/containerd/releases/download/v{version}/containerd-{version}-linux-{arch}.tar.gz"
+    if component == "runc":
+        return f"github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}"
+    if component == "cni_plugins":
+        return f"github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz"
+    if component == "kubectl":
+        return f"dl.k8s.io/release/v{version}/bin/linux/{arch}/kubectl"
+    raise ValueError(f"unknown component {component!r}")
+
+
+# --- apt for other suites -------------------------------------------------------------------
+
+
+class AptSuite:
+    """apt with its own sources list, lists, cache and (empty) dpkg status: the host is untouched."""
+
+    def __init__(self, suite):
+        self.suite = suite
+        self.dir = state_path("cache", "apt", suite)
+
+    def _p(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def options(self):
+        return [
+            "-o",
+            f"Dir::Etc::SourceList={self._p('sources.list')}",
+            "-o",
+            f"Dir::Etc::SourceParts={self._p('sources.list.d')}",
+            "-o",
+            f"Dir::Etc::Preferences={self._p('preferences')}",
+            "-o",
+            f"Dir::Etc::PreferencesParts={self._p('preferences.d')}",
+            "-o",
+            f"Dir::State::Lists={self._p('lists')}",
+            "-o",
+            f"Dir::State::status={self._p('status')}",
+            "-o",
+            f"Dir::Cache={self._p('cache')}",
+            "-o",
+            f"Dir::Cache::archives={self._p('archives')}",
+            # The host may switch these caches off; without them every query re-reads the lists.
+            "-o",
+            "Dir::Cache::pkgcache=pkgcache.bin",
+            "-o",
+            "Dir::Cache::srcpkgcache=srcpkgcache.bin",
+            "-o",
+            f"APT::Architecture={ARCH}",
+            "-o",
+            "APT::Architectures::=",
+            "-o",
+            f"APT::Architectures::={ARCH}",
+        ]
+
+    def prepare(self):
+        for sub in ("sources.list.d", "preferences.d", "lists/partial", "cache", "archives/partial"):
+            os.makedirs(self._p(sub), exist_ok=True)
+        if not os.path.exists(self._p("status")):
+            atomic_write(self._p("status"), "")
+        text = "".join(f"deb [signed-by={KEYRING}] {url} {dist} main\n" for url, dist in APT_SOURCES[self.suite])
+        current = None
+        if os.path.exists(self._p("sources.list")):
+            with open(self._p("sources.list"), encoding="utf-8") as handle:
+                current = handle.read()
+        if current != text:
+            atomic_write(self._p("sources.list"), text)
+            stamp = self._p("updated")
+            if os.path.exists(stamp):
+                os.unlink(stamp)
+
+    def update(self, refresh=False):
+        """apt-get update unless the lists are younger than LISTS_MAX_AGE. True when updated."""
+        self.prepare()
+        stamp = self._p("updated")
+        if not refresh and os.path.exists(stamp) and time.time() - os.path.getmtime(stamp) < LISTS_MAX_AGE:
+            return False
+        run(["apt-get", "-q", *self.options(), "update"], timeout=900)
+        atomic_write(stamp, datetime.datetime.now(datetime.timezone.utc).isoformat() + "\n")
+        return True
+
+    def candidates(self, packages):
+        """Candidate version of each package; packages the suite does not carry are left out."""
+        proc = run(["apt-cache", *self.options(), "show", "--no-all-versions", *packages], check=False)
+        found = {}
+        name = None
+        for line in proc.stdout.splitlines():
+            if line.startswith("Package: "):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("Version: ") and name:
+                found.setdefault(name, line.split(":", 1)[1].strip())
+        return found
+
+    def download(self, package, version, directory):
+        """Download ``package=version`` into ``directory``; return the .deb path."""
+        os.makedirs(directory, exist_ok=True)
+        before = set(glob.glob(os.path.join(directory, "*.deb")))
+        run(["apt-get", "-q", *self.options(), "download", f"{package}={version}"], cwd=directory, timeout=1800)
+        new = sorted(set(glob.glob(os.path.join(directory, "*.deb"))) - before)
+        if len(new) != 1:
+            raise TestbedError(f"apt-get download {package}={version} ({self.suite}) gave {len(new)} files")
+        return new[0]
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+
+def plan_artifacts(candidates_by_suite, order=SUITE_ORDER):
+    """Which artifact to build from which suite.
+
+    ``candidates_by_suite``: {suite: {package: debian_version}}. For every component and every
+    upstream version found, the first suite in ``order`` that carries it is the source (the
+    oldest suite: the lowest glibc need). Returns a list of plans sorted by component and version.
+    """
+    plans = {}
+    for suite in order:
+        available = candidates_by_suite.get(suite) or {}
+        for component, alternatives in PACKAGES.items():
+            for packages in alternatives:
+                if all(package in available for package in packages):
+                    version = upstream_version(available[packages[0]])
+                    key = (component, version)
+                    if key not in plans:
+                        plans[key] = {
+                            "component": component,
+                            "version": version,
+                            "suite": suite,
+                            "packages": [(package, available[package]) for package in packages],
+                            "suites": [],
+                        }
+                    plans[key]["suites"].append(suite)
+                    break
+    return [plans[key] for key in sorted(plans, key=lambda k: (list(PACKAGES).index(k[0]), glibc_key(k[1])))]
+
+
+def source_text(suite, packages):
+    return f"debian {suite} " + ", ".join(f"{name} {version}" for name, version in packages)
+
+
+# --- archives -----------------------------------------------------------------------------------
+
+
+def _find_file(root, name, prefer=("usr/bin", "usr/sbin", "bin", "sbin")):
+    for directory in prefer:
+        candidate = os.path.join(root, directory, name)
+        if os.path.isfile(candidate) and not os.path.islink(candidate):
+            return candidate
+    for dirpath, _dirs, files in os.walk(root):
+        if name in files:
+            candidate = os.path.join(dirpath, name)
+            if os.path.isfile(candidate) and not os.path.islink(candidate):
+                return candidate
+    return None
+
+
+def _is_elf(path):
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"\x7fELF"
+
+
+def write_tar_gz(destination, entries):
+    """Reproducible tar.gz: entries are (arcname, source file or None for a directory, mode, mtime)."""
+    partial = destination + ".partial"
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    with open(partial, "wb") as raw:
+        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as compressed:
+            with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as archive:
+                for arcname, source, mode, mtime in entries:
+                    info = tarfile.TarInfo(arcname)
+                    info.mode = mode
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    info.mtime = int(mtime)
+                    if source is None:
+                        info.type = tarfile.DIRTYPE
+                        archive.addfile(info)
+                    else:
+                        info.size = os.path.getsize(source)
+                        with open(source, "rb") as handle:
+                            archive.addfile(info, handle)
+    os.replace(partial, destination)
+
+
+def _copy_file(source, destination, mode=0o755):
+    partial = destination + ".partial"
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    shutil.copyfile(source, partial)
+    os.chmod(partial, mode)
+    os.replace(partial, destination)
+
+
+def _collect(root, wanted, what):
+    found = []
+    for name, required in wanted:
+        path = _find_file(root, name)
+        if path:
+            found.append((name, path))
+        elif required:
+            raise TestbedError(f"{what}: no {name} in the Debian package")
+    return found
+
+
+def repackage(component, version, root, destination):
+    """Build the upstream-shaped artifact from an unpacked package tree; return the binaries used."""
+    if component == "etcd":
+        binaries = _collect(root, ETCD_BINARIES, f"etcd {version}")
+        top = f"etcd-v{version}-linux-{ARCH}"
+        mtime = max(os.path.getmtime(path) for _name, path in binaries)
+        entries = [(top, None, 0o755, mtime)] + [
+            (f"{top}/{name}", path, 0o755, os.path.getmtime(path)) for name, path in binaries
+        ]
+        write_tar_gz(destination, entries)
+    elif component == "containerd":
+        binaries = _collect(root, CONTAINERD_BINARIES, f"containerd {version}")
+        mtime = max(os.path.getmtime(path) for _name, path in binaries)
+        entries = [("bin", None, 0o755, mtime)] + [
+            (f"bin/{name}", path, 0o755, os.path.getmtime(path)) for name, path in binaries
+        ]
+        write_tar_gz(destination, entries)
+    elif component in ("runc", "kubectl"):
+        binaries = _collect(root, ((component, True),), f"{component} {version}")
+        _copy_file(binaries[0][1], destination)
+    elif component == "cni_plugins":
+        plugin_dir = os.path.join(root, "usr/lib/cni")
+        if not os.path.isdir(plugin_dir):
+            raise TestbedError(f"CNI plugins {version}: no usr/lib/cni in the Debian package")
+        binaries = sorted(
+            (name, os.path.join(plugin_dir, name))
+            for name in os.listdir(plugin_dir)
+            if os.path.isfile(os.path.join(plugin_dir, name)) and _is_elf(os.path.join(plugin_dir, name))
+        )
+        if not binaries:
+            raise TestbedError(f"CNI plugins {version}: usr/lib/cni holds no programs")
+        mtime = max(os.path.getmtime(path) for _name, path in binaries)
+        entries = [("./", None, 0o755, mtime)] + [
+            (f"./{name}", path, 0o755, os.path.getmtime(path)) for name, path in binaries
+        ]
+        write_tar_gz(destination, entries)
+    else:
+        raise ValueError(component)
+    return binaries
+
+
+def binary_glibc(path):
+    proc = run(["objdump", "-T", path], check=False)
+    return max_glibc(proc.stdout) if proc.returncode == 0 else None
+
+
+def write_checksums(path):
+    """``<file>.sha256`` beside the artifact; for etcd also the release directory's SHA256SUMS."""
+    digest = sha256_file(path)
+    directory, filename = os.path.split(path)
+    atomic_write(path + ".sha256", checksum_line(digest, filename))
+    if "/etcd-io/etcd/releases/download/" in path:
+        lines = []
+        for other in sorted(glob.glob(os.path.join(directory, "*.tar.gz"))):
+            lines.append(checksum_line(digest if other == path else sha256_file(other), os.path.basename(other)))
+        atomic_write(os.path.join(directory, "SHA256SUMS"), "".join(lines))
+    return digest
+
+
+def build_artifact(plan, apt_suites, previous):
+    """Download, unpack and repackage one artifact; return its manifest record."""
+    component, version = plan["component"], plan["version"]
+    relative = artifact_path(component, version)
+    destination = os.path.join(mirror_root(), relative)
+    source = source_text(plan["suite"], plan["packages"])
+    old = previous.get(relative)
+    if (
+        old
+        and old.get("source") == source
+        and os.path.isfile(destination)
+        and os.path.getsize(destination) == old.get("size")
+    ):
+        record = dict(old)
+        record["suites"] = plan["suites"]
+        return record, False
+    timer = Timer(prefix=f"mirror {component} {version}: ")
+    work = tempfile.mkdtemp(prefix=f"{component}-", dir=state_path("build"))
+    try:
+        tree = os.path.join(work, "tree")
+        os.makedirs(tree)
+        with timer.step(f"download ({source})"):
+            debs = [
+                apt_suites[plan["suite"]].download(name, ver, os.path.join(work, "debs"))
+                for name, ver in plan["packages"]
+            ]
+        with timer.step("repackage"):
+            for deb in debs:
+                run(["dpkg-deb", "-x", deb, tree])
+            binaries = repackage(component, version, tree, destination)
+            glibc = [g for g in (binary_glibc(path) for _name, path in binaries) if g]
+            digest = write_checksums(destination)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record = {
+        "component": component,
+        "version": version,
+        "arch": ARCH,
+        "path": relative,
+        "sha256": digest,
+        "size": os.path.getsize(destination),
+        "source": source,
+        "glibc": max(glibc, key=glibc_key) if glibc else None,
+        "runs_on": [],
+        "checked_on": [],
+        "failed_on": {},
+        "binaries": [name for name, _path in binaries],
+        "suites": plan["suites"],
+    }
+    return record, True
+
+
+# --- OCI images for containers inside the nodes ---------------------------------------------------
+
+
+def _podman_archive(rootfs, changes, name, destination):
+    """podman import a root tree, then save it as an OCI archive."""
+    tarball = rootfs.rstrip("/") + ".tar"
+    run(["tar", "--numeric-owner", "--owner=0", "--group=0", "-C", rootfs, "-cf", tarball, "."])
+    args = []
+    for change in changes:
+        args += ["--change", change]
+    pm.podman("import", *args, tarball, name, timeout=600)
+    partial = destination + ".partial"
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    if os.path.exists(partial):
+        os.unlink(partial)
+    pm.podman("save", "--format", "oci-archive", "-o", partial, name, timeout=600)
+    os.replace(partial, destination)
+
+
+def _image_record(relative, version, source, image_ref):
+    destination = os.path.join(mirror_root(), relative)
+    digest = write_checksums(destination)
+    return {
+        "component": "image",
+        "version": version,
+        "arch": ARCH,
+        "path": relative,
+        "sha256": digest,
+        "size": os.path.getsize(destination),
+        "source": source,
+        "glibc": None,
+        "runs_on": [],
+        "image": image_ref,
+    }
+
+
+def build_images(apt, busybox_version, previous):
+    """busybox (Debian's busybox-static, applets as symlinks) and pause (static C, or busybox sleep)."""
+    records, changed = [], False
+    if not busybox_version:
+        raise TestbedError(f"{apt.suite} does not carry busybox-static")
+    busybox_source = f"debian {apt.suite} busybox-static {busybox_version} (recipe {IMAGE_RECIPE_VERSION})"
+    gcc = shutil.which("gcc")
+    pause_source = (
+        f"gcc -static pause.c sha256:{hashlib.sha256(PAUSE_SOURCE.encode()).hexdigest()[:16]}"
+        if gcc
+        else f"busybox sleep from {busybox_source}"
+    )
+    pause_source += f" (recipe {IMAGE_RECIPE_VERSION})"
+
+    def fresh(relative, source):
+        old = previous.get(relative)
+        path = os.path.join(mirror_root(), relative)
+        return (
+            old
+            if old and old.get("source") == source and os.path.isfile(path) and os.path.getsize(path) == old.get("size")
+            else None
+        )
+
+    busybox_old, pause_old = fresh(BUSYBOX_PATH, busybox_source), fresh(PAUSE_PATH, pause_source)
+    if busybox_old and pause_old:
+        return [busybox_old, pause_old], False
+
+    timer = Timer(prefix="mirror images: ")
+    work = tempfile.mkdtemp(prefix="images-", dir=state_path("build"))
+    try:
+        with timer.step(f"busybox-static {busybox_version}"):
+            deb = apt.download("busybox-static", busybox_version, os.path.join(work, "debs"))
+            tree = os.path.join(work, "tree")
+            run(["dpkg-deb", "-x", deb, tree])
+            busybox = _find_file(tree, "busybox")
+            if not busybox:
+                raise TestbedError("busybox-static has no busybox binary")
+            applets = run([busybox, "--list-full"]).stdout.split()
+        if busybox_old:
+            records.append(busybox_old)
+        else:
+            with timer.step("busybox image"):
+                root = os.path.join(work, "busybox")
+                for directory in (
+                    "bin",
+                    "sbin",
+                    "usr/bin",
+                    "usr/sbin",
+                    "etc",
+                    "root",
+                    "tmp",
+                    "proc",
+                    "sys",
+                    "dev",
+                    "var",
+                ):
+                    os.makedirs(os.path.join(root, directory), exist_ok=True)
+                os.chmod(os.path.join(root, "tmp"), 0o1777)
+                _copy_file(busybox, os.path.join(root, "bin/busybox"))
+                for applet in applets:
+                    link = os.path.join(root, applet)
+                    if applet != "bin/busybox" and not os.path.lexists(link):
+                        os.makedirs(os.path.dirname(link), exist_ok=True)
+                        os.symlink("/bin/busybox", link)
+                with open(os.path.join(root, "etc/passwd"), "w", encoding="ascii") as handle:
+                    handle.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+                with open(os.path.join(root, "etc/group"), "w", encoding="ascii") as handle:
+                    handle.write("root:x:0:\nnogroup:x:65534:\n")
+                _podman_archive(root, ['CMD ["sh"]'], BUSYBOX_IMAGE, os.path.join(mirror_root(), BUSYBOX_PATH))
+                records.append(_image_record(BUSYBOX_PATH, "testbed", busybox_source, BUSYBOX_IMAGE))
+                changed = True
+        if pause_old:
+            records.append(pause_old)
+        else:
+            with timer.step("pause image"):
+                root = os.path.join(work, "pause")
+                os.makedirs(root)
+                if gcc:
+                    source = os.path.join(work, "pause.c")
+                    with open(source, "w", encoding="ascii") as handle:
+                        handle.write(PAUSE_SOURCE)
+                    run([gcc, "-static", "-Os", "-s", "-o", os.path.join(root, "pause"), source])
+                    entrypoint = '["/pause"]'
+                else:
+                    os.makedirs(os.path.join(root, "bin"))
+                    _copy_file(busybox, os.path.join(root, "bin/busybox"))
+                    entrypoint = '["/bin/busybox", "sleep", "2147483647"]'
+                _podman_archive(
+                    root,
+                    [f"ENTRYPOINT {entrypoint}", "USER 65535:65535"],
+                    PAUSE_IMAGE,
+                    os.path.join(mirror_root(), PAUSE_PATH),
+                )
+                records.append(_image_record(PAUSE_PATH, "testbed", pause_source, PAUSE_IMAGE))
+                changed = True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return records, changed
+
+
+# --- running the binaries in the node images ---------------------------------------------------
+
+
+def _stage_for_check(record, directory):
+    """Unpack the mirror artifact itself (not the .deb) into ``directory``; return binary names."""
+    path = os.path.join(mirror_root(), record["path"])
+    os.makedirs(directory, exist_ok=True)
+    if record["component"] in ("runc", "kubectl"):
+        _copy_file(path, os.path.join(directory, record["component"]))
+        return [record["component"]]
+    names = []
+    with tarfile.open(path, "r:gz") as archive:
+        for member in archive.getmembers():
+            if not member.isfile():
+                continue
+            name = os.path.basename(member.name)
+            with archive.extractfile(member) as source, open(os.path.join(directory, name), "wb") as target:
+                shutil.copyfileobj(source, target)
+            os.chmod(os.path.join(directory, name), 0o755)
+            names.append(name)
+    return sorted(names)
+
+
+def _check_script(items):
+    lines = [
+        "#!/bin/sh",
+        "out=$(mktemp)",
+        'check() { id=$1; name=$2; shift 2; sh -c "$*" >"$out" 2>&1 </dev/null; rc=$?;',
+        '  echo "@@ $id $name $rc"; head -c 400 "$out" | head -n 2 | sed "s/^/| /"; echo; }',
+    ]
+    for ident, component, names in items:
+        for name in names:
+            binary = f"/kf/{ident}/{name}"
+            if component == "cni_plugins":
+                command = CNI_VERSION_COMMAND.format(bin=binary)
+            else:
+                command = VERSION_COMMANDS.get(name, "{bin} --version").format(bin=binary)
+            lines.append(f"check {ident} {name} '{command}'")
+    return "\n".join(lines) + "\n"
+
+
+def _parse_check_output(text):
+    """{ident: {name: (rc, first output line)}} from the check script's output."""
+    results = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("@@ "):
+            _marker, ident, name, rc = line.split(" ", 3)
+            current = (ident, name)
+            results.setdefault(ident, {})[name] = [int(rc), ""]
+        elif line.startswith("| ") and current:
+            entry = results[current[0]][current[1]]
+            if not entry[1]:
+                entry[1] = line[2:].strip()[:200]
+    return results
+
+
+def verify_artifacts(records, suites):
+    """Run every binary of the artifacts not yet checked on ``suites`` inside those node images."""
+    for record in records:
+        if record["component"] != "image" and record.get("check_version") != CHECK_VERSION:
+            record.update(checked_on=[], runs_on=[], failed_on={}, check_version=CHECK_VERSION)
+            record.pop("reported_version", None)
+    todo = [r for r in records if r["component"] != "image" and any(s not in r.get("checked_on", []) for s in suites)]
+    if not todo or not suites:
+        return False
+    timer = Timer(prefix="mirror check: ")
+    work = tempfile.mkdtemp(prefix="check-", dir=state_path("build"))
+    try:
+        items = []
+        for ident, record in enumerate(todo):
+            names = _stage_for_check(record, os.path.join(work, str(ident)))
+            items.append((str(ident), record["component"], names))
+        with open(os.path.join(work, "check.sh"), "w", encoding="ascii") as handle:
+            handle.write(_check_script(items))
+
+        def run_in(suite):
+            with timer.step(f"{len(todo)} artifacts on {suite}"):
+                proc = pm.podman(
+                    "run",
+                    "--rm",
+                    "--network=none",
+                    "-v",
+                    f"{work}:/kf:ro",
+                    node_image.image_name(suite),
+                    "/bin/sh",
+                    "/kf/check.sh",
+                    timeout=600,
+                )
+            return suite, _parse_check_output(proc.stdout)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(suites)) as pool:
+            outcomes = list(pool.map(run_in, suites))
+        for suite, results in outcomes:
+            for ident, record in enumerate(todo):
+                got = results.get(str(ident), {})
+                expected = items[ident][2]
+                failures = [
+                    f"{name}: {got[name][1] if name in got else 'did not run'}"
+                    for name in expected
+                    if name not in got or got[name][0] != 0
+                ]
+                record.setdefault("checked_on", [])
+                record.setdefault("failed_on", {})
+                record.setdefault("runs_on", [])
+                if suite not in record["checked_on"]:
+                    record["checked_on"].append(suite)
+                if failures:
+                    record["failed_on"][suite] = failures[0]
+                    if suite in record["runs_on"]:
+                        record["runs_on"].remove(suite)
+                else:
+                    record["failed_on"].pop(suite, None)
+                    if suite not in record["runs_on"]:
+                        record["runs_on"].append(suite)
+                    main = expected[0] if record["component"] not in ("etcd", "containerd") else record["component"]
+                    if main in got and not record.get("reported_version"):
+                        record["reported_version"] = got[main][1]
+                record["runs_on"].sort(key=SUITE_ORDER.index)
+                record["checked_on"].sort(key=SUITE_ORDER.index)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return True
+
+
+# --- the whole mirror -----------------------------------------------------------------------------
+
+
+def _collect_candidates(apt_suites, refresh):
+    wanted = sorted(
+        {package for alternatives in PACKAGES.values() for packages in alternatives for package in packages}
+    )
+    wanted.append("busybox-static")
+
+    def one(suite):
+        updated = apt_suites[suite].update(refresh=refresh)
+        return suite, apt_suites[suite].candidates(wanted), updated
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(apt_suites)) as pool:
+        results = list(pool.map(one, list(apt_suites)))
+    return {suite: found for suite, found, _updated in results}, [suite for suite, _f, updated in results if updated]
+
+
+def build_mirror(refresh=False, verify=True):
+    with locked("mirror"):
+        return _build_mirror(refresh, verify)
+
+
+def _build_mirror(refresh, verify_binaries):
+    os.makedirs(mirror_root(), exist_ok=True)
+    os.makedirs(state_path("build"), exist_ok=True)
+    apt_suites = {suite: AptSuite(suite) for suite in SUITE_ORDER}
+    timer = Timer(prefix="mirror: ")
+    with timer.step("package lists"):
+        candidates, updated = _collect_candidates(apt_suites, refresh)
+    if updated:
+        log(f"mirror: refreshed package lists of {', '.join(updated)}")
+    for suite in SUITE_ORDER:
+        found = ", ".join(
+            f"{name} {version}" for name, version in sorted(candidates[suite].items()) if name != "busybox-static"
+        )
+        log(f"mirror: {suite} carries {found or 'none of the packages'}")
+    plans = plan_artifacts(candidates)
+    previous = load_manifest(manifest_path())
+    try:
+        records, changed = _build_all(plans, apt_suites, previous)
+    except TestbedError:
+        if refresh:
+            raise
+        # A package version may have left the archive since the lists were fetched.
+        log("mirror: a download failed; refreshing the package lists and trying again")
+        candidates, _updated = _collect_candidates(apt_suites, True)
+        plans = plan_artifacts(candidates)
+        records, changed = _build_all(plans, apt_suites, previous)
+    with timer.step("images"):
+        image_records, images_changed = build_images(
+            apt_suites[IMAGE_SOURCE_SUITE], candidates[IMAGE_SOURCE_SUITE].get("busybox-static"), previous
+        )
+    changed = changed or images_changed
+    # Artifacts no Debian suite carries any more stay in the mirror (tests may pin them).
+    current = {record["path"] for record in records}
+    for path, old in previous.items():
+        if path not in current and old["component"] != "image" and os.path.isfile(os.path.join(mirror_root(), path)):
+            stale = dict(old)
+            if stale.get("suites"):
+                stale["suites"] = []
+                changed = True
+            records.append(stale)
+    if verify_binaries:
+        suites = node_image.available_suites()
+        if not suites:
+            log("mirror: no node image yet; binaries are not run (hack/testbed image, then mirror again)")
+        elif verify_artifacts(records, suites):
+            changed = True
+    all_records = records + image_records
+    if changed or not os.path.exists(manifest_path()):
+        write_manifest(
+            manifest_path(), all_records, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        )
+    _report(all_records)
+    return all_records
+
+
+def _build_all(plans, apt_suites, previous):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(lambda plan: build_artifact(plan, apt_suites, previous), plans))
+    records = [record for record, _changed in outcomes]
+    changed = any(flag for _record, flag in outcomes) or any(
+        previous.get(record["path"], {}).get("suites") != record.get("suites") for record in records
+    )
+    return records, changed
+
+
+def _report(records):
+    for record in records:
+        runs = ",".join(record.get("runs_on") or []) or "-"
+        glibc = record.get("glibc") or "static"
+        log(f"  {record['component']:<12} {record['version']:<8} glibc {glibc:<6} runs on {runs:<16} {record['path']}")
