@@ -65,7 +65,6 @@ VERSION_COMPONENTS = {
 # apart from a name that is meant (these are per-host or per-run, not cluster-wide)
 OTHER_KNOWN = frozenset({
     "kubeforge_host",
-    "kubeforge_testbed_suite",
     "kubeforge_reset_confirm",
     "kubeforge_bundle_dir",
     "kubeforge_bundle_architectures",

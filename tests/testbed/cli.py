@@ -40,12 +40,33 @@ def _cmd_mirror(args):
     if args.url:
         print(server.url(port=None))
         return 0
+    if args.vars and not args.serve:
+        _write_mirror_vars(server.url(port=None), args.vars)
+        return 0
     start = time.monotonic()
     mirror.build_mirror(refresh=args.refresh, verify=not args.no_verify)
     log(f"mirror: {time.monotonic() - start:.1f} s in total")
     if args.serve:
-        print(server.serve(args.port))
+        base_url = server.serve(args.port)
+        print(base_url)
+        _write_mirror_vars(base_url, args.vars)
     return 0
+
+
+def _write_mirror_vars(base_url, extra_path=None):
+    """STATE/mirror/vars.yml (and ``extra_path``): an inventory with the mirror's URL and checksums."""
+    import os
+
+    from . import manifest, mirror
+    from .common import atomic_write, read_json
+    from .layout import SUITES
+
+    document = read_json(mirror.manifest_path(), default=None) or {}
+    text = manifest.render_vars_inventory(
+        manifest.mirror_variables(document.get("artifacts", []), base_url, SUITES))
+    for path in filter(None, (os.path.join(mirror.mirror_root(), "vars.yml"), extra_path)):
+        atomic_write(path, text)
+        log(f"mirror variables: {path}")
 
 
 def _cmd_up(args):
@@ -106,7 +127,9 @@ def _cmd_all(args):
     with timer.step("mirror"):
         mirror.build_mirror(refresh=args.refresh)
     with timer.step("mirror --serve"):
-        print(server.serve(args.port))
+        base_url = server.serve(args.port)
+        print(base_url)
+        _write_mirror_vars(base_url)
     with timer.step("up"):
         nodes.up(args.cluster, args.layout, inventory_path=args.inventory, prune=args.prune, timeout=args.timeout)
     summary = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in timer.steps)
@@ -134,6 +157,9 @@ def build_parser():
     group.add_argument("--serve", action="store_true", help="also start the HTTP server (idempotent)")
     group.add_argument("--url", action="store_true", help="print the mirror URL as the nodes see it")
     group.add_argument("--stop", action="store_true", help="stop the HTTP server")
+    p.add_argument("--vars", metavar="PATH",
+                   help="also write the mirror's inventory variables (URL, checksums) to PATH; "
+                        "STATE/mirror/vars.yml is always written when serving")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
     p.add_argument("--refresh", action="store_true", help="refresh the Debian package lists now")
     p.add_argument("--no-verify", action="store_true", help="skip running the binaries in the node images")

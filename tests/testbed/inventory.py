@@ -44,7 +44,7 @@ def render_inventory(cluster, hosts, private_key_file):
         f"    ansible_ssh_private_key_file: {_q(private_key_file)}",
         f"    ansible_ssh_common_args: {_q(SSH_COMMON_ARGS)}",
         f"    ansible_python_interpreter: {_q(PYTHON_INTERPRETER)}",
-        f"    kubeforge_testbed_cluster: {_q(cluster)}",
+        f"    testbed_cluster: {_q(cluster)}",
     ]
     if hosts:
         lines.append("  hosts:")
@@ -53,7 +53,7 @@ def render_inventory(cluster, hosts, private_key_file):
                 f"    {host['name']}:",
                 f"      ansible_host: {_q(host['address'])}",
                 f"      ip: {_q(host['address'])}",
-                f"      kubeforge_testbed_suite: {_q(host['suite'])}",
+                f"      testbed_suite: {_q(host['suite'])}",
             ]
     else:
         lines.append("  hosts: {}")

@@ -108,3 +108,40 @@ def write_manifest(path, artifacts, built):
 def load_manifest(path):
     document = read_json(path, default=None) or {}
     return {artifact["path"]: artifact for artifact in document.get("artifacts", [])}
+
+
+def _version_key(version):
+    return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.]", version))
+
+
+def mirror_variables(artifacts, base_url, suites):
+    """Inventory variables for installs from this mirror.
+
+    ``kubeforge_download_checksums``: the sha256 of every rebuilt file (they are not upstream's
+    bytes, so the versions table's pins do not apply to them). ``testbed_versions``: for each
+    component, the newest version that runs on every node suite (what a mixed cluster can use).
+    ``testbed_mirror_versions``: every version the mirror holds, oldest first.
+    """
+    checksums, held, usable = {}, {}, {}
+    for artifact in artifacts:
+        component = artifact["component"]
+        if component == "image":
+            continue
+        version = artifact["version"]
+        checksums.setdefault(component, {}).setdefault(version, {})[artifact["arch"]] = "sha256:" + artifact["sha256"]
+        held.setdefault(component, set()).add(version)
+        runs_on = artifact.get("runs_on") or []
+        if all(suite in runs_on for suite in suites):
+            usable.setdefault(component, set()).add(version)
+    return {
+        "kubeforge_files_mirror": base_url,
+        "kubeforge_download_checksums": checksums,
+        "testbed_versions": {c: max(v, key=_version_key) for c, v in sorted(usable.items())},
+        "testbed_mirror_versions": {c: sorted(v, key=_version_key) for c, v in sorted(held.items())},
+    }
+
+
+def render_vars_inventory(variables):
+    """A YAML inventory holding only ``all.vars`` (JSON is YAML: no YAML library needed)."""
+    return ("# Local mirror of the test bed: written by `hack/testbed mirror`, rewritten on every run.\n"
+            + json.dumps({"all": {"vars": variables}}, indent=2, sort_keys=True) + "\n")

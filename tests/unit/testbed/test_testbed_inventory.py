@@ -33,13 +33,13 @@ def test_probe_layout_round_trips_through_yaml():
         "ansible_ssh_private_key_file": KEY,
         "ansible_ssh_common_args": SSH_COMMON_ARGS,
         "ansible_python_interpreter": "/usr/bin/python3",
-        "kubeforge_testbed_cluster": "probe",
+        "testbed_cluster": "probe",
     }
     assert list(all_["hosts"]) == ["probe-cp1", "probe-cp2", "probe-cp3", "probe-w1", "probe-w2"]
     assert all_["hosts"]["probe-w2"] == {
         "ansible_host": "10.88.0.6",
         "ip": "10.88.0.6",
-        "kubeforge_testbed_suite": "trixie",
+        "testbed_suite": "trixie",
     }
     children = all_["children"]
     assert list(children["kube_control_plane"]["hosts"]) == ["probe-cp1", "probe-cp2", "probe-cp3"]
@@ -106,5 +106,5 @@ def test_ansible_reads_the_inventory(tmp_path):
     assert sorted(data["k8s_cluster"]["children"]) == ["kube_control_plane", "kube_node"]
     hostvars = data["_meta"]["hostvars"]["probe-w2"]
     assert hostvars["ansible_host"] == hostvars["ip"] == "10.88.0.6"
-    assert hostvars["kubeforge_testbed_suite"] == "trixie"
+    assert hostvars["testbed_suite"] == "trixie"
     assert hostvars["ansible_user"] == "root"
