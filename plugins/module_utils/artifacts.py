@@ -2,7 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 """Fetch, verify and install release artifacts on a host, idempotently and atomically.
 
-Runs on managed hosts (Python 3.9+, standard library only). The artifact specifications come
+Runs on managed hosts (Python 3.9+, standard library and Ansible's urls helper). The artifact specifications come
 from the ``artifacts`` action plugin, which resolved versions, URLs and checksums on the
 controller; nothing here reads the versions table.
 
@@ -28,12 +28,13 @@ import http.client
 import json
 import os
 import socket
-import ssl
 import tarfile
 import tempfile
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils import urls
+from ansible.module_utils.urls import open_url
 
 STATE_FILE = "/var/lib/kubeforge/artifacts.json"
 STATE_FORMAT = 1
@@ -66,15 +67,10 @@ def parse_mode(mode):
     return int(str(mode), 8)
 
 
-def _urlopen(url, timeout, validate_certs):
-    request = urllib.request.Request(url, headers={"User-Agent": "kubeforge.cluster-artifacts"})
-    context = None
-    if url.startswith("https://"):
-        context = ssl.create_default_context()
-        if not validate_certs:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-    return urllib.request.urlopen(request, timeout=timeout, context=context)  # noqa: S310
+def _open(url, timeout, validate_certs):
+    # Ansible's opener: honours proxy variables and validate_certs the way every other module does
+    return open_url(url, timeout=timeout, validate_certs=validate_certs,
+                    http_agent="kubeforge.cluster-artifacts", follow_redirects="all")
 
 
 def _retryable(exc):
@@ -91,7 +87,8 @@ def _describe(exc):
     return str(exc) or exc.__class__.__name__
 
 
-_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError)
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError,
+                   urls.ConnectionError)
 
 
 def download(url, directory, expected=None, what="artifact", timeout=60, retries=2,
@@ -108,7 +105,7 @@ def download(url, directory, expected=None, what="artifact", timeout=60, retries
         try:
             with os.fdopen(fd, "wb") as out:
                 try:
-                    response = _urlopen(url, timeout, validate_certs)
+                    response = _open(url, timeout, validate_certs)
                     with response:
                         for chunk in iter(lambda: response.read(CHUNK), b""):
                             digest.update(chunk)
@@ -161,7 +158,7 @@ def fetch_published_sha256(url, what="artifact", timeout=60, retries=2, validate
     attempt = 0
     while True:
         try:
-            with _urlopen(url, timeout, validate_certs) as response:
+            with _open(url, timeout, validate_certs) as response:
                 text = response.read(PUBLISHED_SUM_LIMIT).decode("utf-8", "replace")
             return parse_published_sha256(text, url)
         except _NETWORK_ERRORS as exc:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
 """Turn a mirror's manifest.json into ``kubeforge_download_checksums``.
@@ -48,7 +47,7 @@ def checksums_from_manifest(manifest, components=None):
             continue
         if not HEX64.match(sha256):
             raise ValueError(f"manifest artifact #{index} ({component} {version} {arch}): bad sha256 {sha256!r}")
-        hexdigest = sha256.lower().split(":")[-1]
+        hexdigest = sha256.lower().rsplit(":", maxsplit=1)[-1]
         arches = result.setdefault(component, {}).setdefault(version, {})
         previous = arches.get(arch)
         if previous and previous != "sha256:" + hexdigest:

@@ -71,7 +71,7 @@ def leftovers(root):
 
 
 def test_fresh_install_then_rerun_downloads_nothing(table, server, dest, state_file):
-    result, _ = run(table, server, state_file, ["etcd", "runc", "cni_plugins"])
+    result, _ignored = run(table, server, state_file, ["etcd", "runc", "cni_plugins"])
     assert result["changed"] is True
     assert server.total() == 3
     etcd = dest / "usr/local/bin/etcd"
@@ -90,7 +90,7 @@ def test_fresh_install_then_rerun_downloads_nothing(table, server, dest, state_f
     assert set(result["installed_files"]) == {p for e in state["artifacts"].values() for p in e["files"]}
     assert leftovers(dest) == []
 
-    again, _ = run(table, server, state_file, ["etcd", "runc", "cni_plugins"])
+    again, _ignored = run(table, server, state_file, ["etcd", "runc", "cni_plugins"])
     assert again["changed"] is False
     assert again["downloaded"] == []
     assert server.total() == 3, "a second run must not download anything"
@@ -168,13 +168,13 @@ def test_version_change_replaces_binary_atomically(tmp_path, server, dest, state
     # Same program, different bytes: trailing data after an ELF image does not change what it runs.
     payload = {"3.9.1": {"etcd": real}, "3.9.2": {"etcd": real + b"\0kubeforge-test-v2"}}
     table = build_release(server.root, dest, etcd_payload=payload)
-    first, _ = run(table, server, state_file, ["etcd"])
+    first, _ignored = run(table, server, state_file, ["etcd"])
     binary = dest / "usr/local/bin/etcd"
     old_inode = binary.stat().st_ino
     proc = subprocess.Popen([str(binary), "30"])
     try:
         time.sleep(0.2)
-        second, _ = run(table, server, state_file, ["etcd"], versions={"etcd": "3.9.2"})
+        second, _ignored = run(table, server, state_file, ["etcd"], versions={"etcd": "3.9.2"})
         assert second["artifacts"]["etcd"]["action"] == "upgrade"
         assert second["artifacts"]["etcd"]["previous_version"] == "3.9.1"
         assert binary.stat().st_ino != old_inode
@@ -191,7 +191,7 @@ def test_version_change_replaces_binary_atomically(tmp_path, server, dest, state
 
 
 def test_check_mode_writes_nothing(table, server, dest, state_file):
-    result, _ = run(table, server, state_file, ["etcd", "runc", "cni_plugins"], check_mode=True)
+    result, _ignored = run(table, server, state_file, ["etcd", "runc", "cni_plugins"], check_mode=True)
     assert result["changed"] is True
     assert sorted(result["needed"]) == ["cni_plugins", "etcd", "runc"]
     assert result["artifacts"]["etcd"]["files"] == sorted(str(dest / "usr/local/bin" / n)
@@ -204,7 +204,7 @@ def test_check_mode_writes_nothing(table, server, dest, state_file):
     run(table, server, state_file, ["etcd"])
     before = open(state_file).read()
     mtime = os.stat(state_file).st_mtime_ns
-    planned, _ = run(table, server, state_file, ["etcd"], check_mode=True, versions={"etcd": "3.9.2"})
+    planned, _ignored = run(table, server, state_file, ["etcd"], check_mode=True, versions={"etcd": "3.9.2"})
     assert planned["artifacts"]["etcd"]["action"] == "upgrade"
     assert planned["needed"] == ["etcd"]
     assert (dest / "usr/local/bin/etcd").read_bytes() == b"#!/bin/sh\necho etcd 3.9.1\n"
@@ -215,12 +215,12 @@ def test_check_mode_writes_nothing(table, server, dest, state_file):
 def test_changed_file_is_repaired(table, server, dest, state_file):
     run(table, server, state_file, ["etcd"])
     (dest / "usr/local/bin/etcdctl").write_bytes(b"tampered\n")
-    result, _ = run(table, server, state_file, ["etcd"])
+    result, _ignored = run(table, server, state_file, ["etcd"])
     assert result["artifacts"]["etcd"]["action"] == "repair"
     assert (dest / "usr/local/bin/etcdctl").read_bytes() == b"#!/bin/sh\necho etcdctl 3.9.1\n"
     assert server.total() == 2
     os.unlink(dest / "usr/local/bin/etcdutl")
-    result, _ = run(table, server, state_file, ["etcd"])
+    result, _ignored = run(table, server, state_file, ["etcd"])
     assert result["artifacts"]["etcd"]["action"] == "repair"
     assert (dest / "usr/local/bin/etcdutl").exists()
 
@@ -229,7 +229,7 @@ def test_mode_drift_is_fixed_without_download(table, server, dest, state_file):
     run(table, server, state_file, ["runc"])
     runc = dest / "usr/local/sbin/runc"
     os.chmod(runc, 0o700)
-    result, _ = run(table, server, state_file, ["runc"])
+    result, _ignored = run(table, server, state_file, ["runc"])
     assert result["changed"] is True and result["artifacts"]["runc"]["action"] == "mode"
     assert oct(runc.stat().st_mode & 0o7777) == "0o755"
     assert server.total() == 1
@@ -239,7 +239,7 @@ def test_glob_members_and_removal_of_files_the_new_version_lacks(table, server, 
     run(table, server, state_file, ["cni_plugins"])
     assert (dest / "opt/cni/bin/loopback").exists()
     assert not (dest / "opt/cni/bin/LICENSE").exists()
-    result, _ = run(table, server, state_file, ["cni_plugins"], versions={"cni_plugins": "1.9.1"})
+    result, _ignored = run(table, server, state_file, ["cni_plugins"], versions={"cni_plugins": "1.9.1"})
     assert result["artifacts"]["cni_plugins"]["removed"] == [str(dest / "opt/cni/bin/loopback")]
     assert sorted(os.listdir(dest / "opt/cni/bin")) == ["bridge", "host-local"]
     state = json.loads(open(state_file).read())
@@ -248,11 +248,11 @@ def test_glob_members_and_removal_of_files_the_new_version_lacks(table, server, 
 
 
 def test_published_checksum_is_fetched_and_enforced(table, server, dest, state_file):
-    result, _ = run(table, server, state_file, ["kube-apiserver"])
+    result, _ignored = run(table, server, state_file, ["kube-apiserver"])
     assert result["artifacts"]["kube-apiserver"]["checksum_source"] == "published"
     assert (dest / "usr/local/bin/kube-apiserver").exists()
     assert server.total() == 2  # the .sha256 file and the binary
-    again, _ = run(table, server, state_file, ["kube-apiserver"])
+    again, _ignored = run(table, server, state_file, ["kube-apiserver"])
     assert again["changed"] is False and server.total() == 2
 
     spec = table.resolve("kube-apiserver", "1.99.0", "amd64", server.url)
@@ -285,7 +285,7 @@ def test_unreadable_state_file_means_reinstall_with_warning(table, server, dest,
     run(table, server, state_file, ["runc"])
     with open(state_file, "w") as handle:
         handle.write("{not json")
-    result, _ = run(table, server, state_file, ["runc"])
+    result, _ignored = run(table, server, state_file, ["runc"])
     assert result["artifacts"]["runc"]["action"] == "install"
     assert any("ignored unreadable" in w for w in result["warnings"])
     assert json.loads(open(state_file).read())["artifacts"]["runc"]["version"] == "1.9.0"

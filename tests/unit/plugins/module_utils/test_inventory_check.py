@@ -172,11 +172,10 @@ def test_checksum_override_makes_version_usable():
 
 
 def test_ipv6_ranges():
-    errors, _settings = check(*layout(cluster_vars={"kubeforge_pod_cidr": "fd00:10:244::/56", "kubeforge_node_cidr_mask": 64,
-                                            "kubeforge_service_cidr": "fd00:10:96::/108"}))
+    ipv6 = {"kubeforge_pod_cidr": "fd00:10:244::/56", "kubeforge_node_cidr_mask": 64}
+    errors, _settings = check(*layout(cluster_vars=dict(ipv6, kubeforge_service_cidr="fd00:10:96::/108")))
     assert errors == []
-    errors, _settings = check(*layout(cluster_vars={"kubeforge_pod_cidr": "fd00:10:244::/56", "kubeforge_node_cidr_mask": 64,
-                                            "kubeforge_service_cidr": "fd00:10:96::/64"}))
+    errors, _settings = check(*layout(cluster_vars=dict(ipv6, kubeforge_service_cidr="fd00:10:96::/64")))
     assert any("kubeforge_service_cidr: fd00:10:96::/64 has 64 host bits" in e for e in errors)
 
 
