@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import platform
 import shlex
@@ -25,6 +26,12 @@ SUPPORTED_OS = {
 }
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 TIME_SERVICES = ("chronyd", "chrony", "systemd-timesyncd", "ntpd", "ntpsec", "openntpd")
+# Programs the collection runs as services: one still running a binary that has since been
+# replaced (an upgrade installed with --tags install, or a failed restart) is reported, so the
+# next run restarts it.
+MANAGED_PROGRAMS = ("containerd", "etcd", "kubelet", "kube-proxy", "kube-apiserver",
+                    "kube-controller-manager", "kube-scheduler", "haproxy")
+ARTIFACTS_STATE = "/var/lib/kubeforge/artifacts.json"
 _TIME_ERROR = 5  # adjtimex(2): clock not synchronized
 
 
@@ -219,6 +226,35 @@ def time_sync_state(run_command):
     return {"service": active, "synchronized": clock_synchronized()}
 
 
+def installed_artifacts(path=ARTIFACTS_STATE):
+    """component -> version, from the download engine's state file (empty on a fresh host)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return {name: str(entry.get("version")) for name, entry in (data.get("artifacts") or {}).items()
+            if isinstance(entry, dict) and entry.get("version")}
+
+
+def stale_programs(proc="/proc", programs=MANAGED_PROGRAMS):
+    """Managed programs whose running binary was replaced on disk since they started."""
+    stale = set()
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            target = os.readlink(os.path.join(proc, pid, "exe"))
+        except OSError:
+            continue
+        if not target.endswith(" (deleted)"):
+            continue
+        name = os.path.basename(target[:-len(" (deleted)")])
+        if name in programs:
+            stale.add(name)
+    return sorted(stale)
+
+
 def gather(run_command, root="/"):
     """The ``kubeforge_host`` facts."""
     info = os_info(read_os_release(os.path.join(root, "etc/os-release")))
@@ -234,6 +270,8 @@ def gather(run_command, root="/"):
         "systemd": os.path.isdir(os.path.join(root, "run/systemd/system")),
         "swaps": active_swaps(),
         "time_sync": time_sync_state(run_command),
+        "artifacts": installed_artifacts(os.path.join(root, ARTIFACTS_STATE.lstrip("/"))),
+        "stale_programs": stale_programs(),
     })
     return info
 

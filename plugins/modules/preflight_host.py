@@ -12,7 +12,8 @@ version_added: 0.1.0
 description:
   - Reads, in one pass and with the standard library only, what the roles need to know about a host
     (operating system and family, architecture, container or machine, cgroup version, memory, CPUs,
-    swap, time service) and returns it as the C(kubeforge_host) fact.
+    swap, time service, the versions the download engine installed, managed programs still running
+    a binary that was replaced since they started) and returns it as the C(kubeforge_host) fact.
   - Checks the host and fails with every problem at once; problems that do not stop an install
     (memory and CPU below the recommendation, unsynchronized clock, cgroup v1) are warnings.
   - A port is in use only when a program other than its expected owners listens on it, so a re-run
@@ -84,6 +85,8 @@ ansible_facts:
         systemd: true
         swaps: []
         time_sync: {service: chronyd, synchronized: true}
+        artifacts: {containerd: 2.1.9, runc: 1.3.6, etcd: 3.6.9}
+        stale_programs: []
 errors:
   description: The problems that make the host unusable.
   returned: always

@@ -1,0 +1,119 @@
+"""Host facts and host checks, against fake /proc and /etc trees and real processes."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import host_facts as hf
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+@pytest.mark.parametrize("release, family, major, supported", [
+    ('ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n', "Debian", "12", True),
+    ('ID=debian\nVERSION_ID="13"\n', "Debian", "13", True),
+    ('ID=debian\nVERSION_ID="11"\n', "Debian", "11", False),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\n', "Debian", "24.04", True),
+    ('ID=ubuntu\nVERSION_ID="20.04"\n', "Debian", "20.04", False),
+    ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\n', "RedHat", "9", True),
+    ('ID="almalinux"\nVERSION_ID="10.0"\n', "RedHat", "10", True),
+    ('ID=arch\n', None, "", False),
+])
+def test_os_release(tmp_path, release, family, major, supported):
+    write(str(tmp_path / "os-release"), release)
+    info = hf.os_info(hf.read_os_release(str(tmp_path / "os-release")))
+    assert info["os_family"] == family
+    assert info["os_major"] == major
+    assert (hf.os_support_error(info) is None) is supported
+
+
+def test_unsupported_os_names_what_is_supported():
+    info = hf.os_info({"ID": "debian", "VERSION_ID": "10", "PRETTY_NAME": "Debian 10"})
+    assert hf.os_support_error(info) == "Debian 10 is not a supported release of debian (supported: 12, 13)"
+
+
+def test_container_detection(tmp_path):
+    assert hf.detect_container(str(tmp_path)) == ""
+    write(str(tmp_path / "run/.containerenv"), "")
+    assert hf.detect_container(str(tmp_path)) == "podman"
+
+
+def test_cgroup_version(tmp_path):
+    assert hf.cgroup_version(str(tmp_path)) == 1
+    write(str(tmp_path / "sys/fs/cgroup/cgroup.controllers"), "cpu memory\n")
+    assert hf.cgroup_version(str(tmp_path)) == 2
+
+
+def test_installed_artifacts(tmp_path):
+    state = tmp_path / "artifacts.json"
+    assert hf.installed_artifacts(str(state)) == {}
+    state.write_text(json.dumps({"format": 1, "artifacts": {
+        "containerd": {"version": "2.1.9", "files": {}}, "etcd": {"version": "3.5.30"}, "broken": "x"}}))
+    assert hf.installed_artifacts(str(state)) == {"containerd": "2.1.9", "etcd": "3.5.30"}
+    state.write_text("{not json")
+    assert hf.installed_artifacts(str(state)) == {}
+
+
+def test_stale_program_is_a_replaced_running_binary(tmp_path):
+    """A real process whose executable is replaced on disk, the way an upgrade replaces it."""
+    binary = tmp_path / "etcd"
+    shutil.copy("/bin/sleep", binary)
+    proc = subprocess.Popen([str(binary), "30"])
+    try:
+        assert "etcd" not in hf.stale_programs()
+        replacement = tmp_path / "etcd.new"
+        shutil.copy("/bin/sleep", replacement)
+        os.replace(replacement, binary)  # atomic rename, as the download engine installs
+        assert "etcd" in hf.stale_programs()
+        assert "sleep" not in hf.stale_programs(programs=("etcd",))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_port_held_by_another_program_is_a_conflict():
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        me = open("/proc/self/comm", encoding="utf-8").read().strip()
+        problems = hf.port_conflicts([{"port": port, "purpose": "kube-apiserver", "owners": ["kube-apiserver"]}])
+        assert problems == [f"port {port} (kube-apiserver) is in use by {me}"]
+        # held by its expected owner (a re-run on a working node): no conflict
+        assert hf.port_conflicts([{"port": port, "purpose": "x", "owners": [me]}]) == []
+    assert hf.port_conflicts([{"port": port, "purpose": "x", "owners": []}]) == []
+
+
+def test_evaluate_reports_errors_and_warnings():
+    facts = {"os_id": "debian", "os_major": "11", "os_pretty": "Debian 11", "arch": "s390x", "machine": "s390x",
+             "systemd": False, "memory_mb": 512, "cpus": 1, "container": "",
+             "time_sync": {"service": None, "synchronized": False}, "cgroup_version": 1}
+    errors, warnings = hf.evaluate(facts, [], min_memory_mb=2048, min_cpus=2)
+    assert len(errors) == 3
+    assert any("not a supported release" in e for e in errors)
+    assert any("architecture s390x" in e for e in errors)
+    assert any("systemd is not the init system" in e for e in errors)
+    assert any("512 MiB" in w for w in warnings)
+    assert any("1 CPUs" in w for w in warnings)
+    assert any("clock is not synchronized" in w for w in warnings)
+    assert any("cgroup v1" in w for w in warnings)
+
+
+def test_gather_on_this_machine():
+    facts = hf.gather(lambda argv: (0, "inactive\n" * len(argv), ""))
+    assert facts["arch"] in ("amd64", "arm64")
+    assert facts["memory_mb"] > 0 and facts["cpus"] >= 1
+    assert facts["cgroup_version"] in (1, 2)
+    assert facts["time_sync"]["service"] is None
+    assert isinstance(facts["stale_programs"], list)
+    assert sys.version_info >= (3, 9)
