@@ -28,8 +28,8 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import (
+    user_argument_spec,
     ArtifactError,
-    STATE_FILE,
     download,
     label,
     parse_published_sha256,
@@ -56,24 +56,6 @@ VARIABLES = (
 HOST_KEYS = ("component", "version", "arch", "upstream_url", "url", "sha256", "checksum_source",
              "checksum_url", "format", "members")
 
-ARGUMENT_SPEC = dict(
-    components=dict(type="list", elements="str", default=[]),
-    all_for_groups=dict(type="bool", default=False),
-    versions=dict(type="dict", default={}),
-    arch=dict(type="str"),
-    mirror=dict(type="str"),
-    mode=dict(type="str", choices=["host", "controller"]),
-    checksums=dict(type="dict"),
-    cache_dir=dict(type="path"),
-    state_file=dict(type="path", default=STATE_FILE),
-    timeout=dict(type="int", default=60),
-    retries=dict(type="int", default=2),
-    validate_certs=dict(type="bool", default=True),
-    bundle_dir=dict(type="path"),
-    architectures=dict(type="list", elements="str", default=["amd64"]),
-    kubernetes_versions=dict(type="list", elements="str"),
-    table=dict(type="path"),
-)
 
 
 # -- controller-side cache --------------------------------------------------------------------
@@ -320,7 +302,7 @@ class ActionModule(ActionBase):
         return default if value is None else value
 
     def _options(self, task_vars):
-        validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        validation, args = self.validate_argument_spec(argument_spec=user_argument_spec())
         del validation
         if args.get("mirror") is None:
             args["mirror"] = self._var(task_vars, "kubeforge_files_mirror", "")

@@ -53,6 +53,28 @@ def label(spec):
     return "%s %s (%s)" % (spec["component"], spec["version"], spec["arch"])
 
 
+def user_argument_spec():
+    """The options a task gives; the action plugin validates them, the module takes them too."""
+    return dict(
+        components=dict(type="list", elements="str", default=[]),
+        all_for_groups=dict(type="bool", default=False),
+        versions=dict(type="dict", default={}),
+        arch=dict(type="str"),
+        mirror=dict(type="str"),
+        mode=dict(type="str", choices=["host", "controller"]),
+        checksums=dict(type="dict"),
+        cache_dir=dict(type="path"),
+        state_file=dict(type="path", default=STATE_FILE),
+        timeout=dict(type="int", default=60),
+        retries=dict(type="int", default=2),
+        validate_certs=dict(type="bool", default=True),
+        bundle_dir=dict(type="path"),
+        architectures=dict(type="list", elements="str", default=["amd64"]),
+        kubernetes_versions=dict(type="list", elements="str"),
+        table=dict(type="path"),
+    )
+
+
 def sha256_file(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

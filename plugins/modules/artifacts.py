@@ -275,34 +275,20 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import (
+    user_argument_spec,
     ArtifactError,
     Installer,
-    STATE_FILE,
     parse_mode,
 )
 
 
 def argument_spec():
-    return dict(
-        components=dict(type="list", elements="str", default=[]),
-        all_for_groups=dict(type="bool", default=False),
-        versions=dict(type="dict", default={}),
-        arch=dict(type="str"),
-        mirror=dict(type="str"),
-        mode=dict(type="str", choices=["host", "controller"]),
-        checksums=dict(type="dict"),
-        cache_dir=dict(type="path"),
-        state_file=dict(type="path", default=STATE_FILE),
-        timeout=dict(type="int", default=60),
-        retries=dict(type="int", default=2),
-        validate_certs=dict(type="bool", default=True),
-        bundle_dir=dict(type="path"),
-        architectures=dict(type="list", elements="str", default=["amd64"]),
-        kubernetes_versions=dict(type="list", elements="str"),
-        table=dict(type="path"),
+    spec = user_argument_spec()
+    spec.update(
         resolved=dict(type="list", elements="dict"),
         plan_only=dict(type="bool", default=False),
     )
+    return spec
 
 
 def main():
