@@ -212,9 +212,13 @@ class Table:
         kind, location = rewrite_url(upstream, mirror)
         members = []
         for member in comp["members"]:
+            # a member the archives carry only from some release on ("since") is left out before it
+            if member.get("since") and version_key(version) < version_key(member["since"]):
+                continue
             rendered = {}
             for key, value in member.items():
-                rendered[key] = value.format(**fill) if isinstance(value, str) else value
+                if key != "since":
+                    rendered[key] = value.format(**fill) if isinstance(value, str) else value
             members.append(rendered)
         spec = {
             "component": name,
