@@ -57,7 +57,6 @@ HOST_KEYS = ("component", "version", "arch", "upstream_url", "url", "sha256", "c
              "checksum_url", "format", "members")
 
 
-
 # -- controller-side cache --------------------------------------------------------------------
 
 class ControllerCache:
