@@ -2,10 +2,11 @@
 # Apache License 2.0 (see LICENSE)
 """Decide what the etcd role may do, from the inventory and what the members report.
 
-Runs on the controller (``ansible.builtin.command`` with the facts on stdin, the plan on stdout).
-Every refusal is decided here, before anything changes, and says which member and why.
+Pure Python, run on the controller by the ``etcd_plan`` action plugin; unit tests call
+:func:`plan` directly with plain dicts. Every refusal is decided here, before anything changes,
+and says which member and why.
 
-Input (JSON)::
+Input of :func:`plan`::
 
     {"mode": "converge" | "upgrade" | "remove" | "backup" | "restore",
      "target_version": "3.5.30", "allow_downgrade": false, "force": false, "remove": "node3",
@@ -13,14 +14,57 @@ Input (JSON)::
      "hosts": {name: {"member_name", "peer_url", "client_url", "probe": {...} | null,
                       "unreachable": bool}}}
 
-``probe`` is what ``etcd_probe.py`` printed on that host (null: the host was not asked).
+``probe`` is what the ``etcd_member`` module returned on that host (null: the host was not
+asked); :func:`read_probes` turns the results an Ansible task registered into these entries.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
+
+MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
+# the keys of an etcd_member result (module_utils.etcd_member.PROBE_KEYS)
+PROBE_KEYS = ("initialized", "data_dir_empty", "ca", "binary", "service", "user", "directories", "files",
+              "local", "cluster", "cluster_error")
+
+
+def argument_spec():
+    """The options of the ``etcd_plan`` action (documented in plugins/modules/etcd_plan.py)."""
+    return dict(
+        mode=dict(type="str", required=True, choices=list(MODE_NAMES)),
+        target_version=dict(type="str"),
+        allow_downgrade=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+        remove=dict(type="str", default=""),
+        etcd_hosts=dict(type="list", elements="str", required=True),
+        play_hosts=dict(type="list", elements="str", required=True),
+        hosts=dict(type="dict", required=True),
+        probes=dict(type="dict", default={}),
+    )
+
+
+def read_probe(result):
+    """``(probe, unreachable)`` from what an ``etcd_member`` task registered for one host.
+
+    Skipped or absent: not asked. Unreachable, failed, or without the probe's keys (the module did
+    not run, and ``failed_when: false`` hid that): unreachable, as the plan cannot tell more about
+    such a host. Of an answer only the probe's keys are kept (not Ansible's own, e.g. ``invocation``).
+    """
+    if not result or result.get("skipped"):
+        return None, False
+    if result.get("unreachable") or result.get("failed") or "initialized" not in result:
+        return None, True
+    return {k: result[k] for k in PROBE_KEYS if k in result}, False
+
+
+def read_probes(hosts, results):
+    """The plan's ``hosts`` entries: the inventory's ``hosts`` with each one's probe added."""
+    out = {}
+    for host, info in hosts.items():
+        probe, unreachable = read_probe((results or {}).get(host))
+        out[host] = dict(info, probe=probe, unreachable=unreachable)
+    return out
+
 
 VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
@@ -508,10 +552,13 @@ MODES = {"converge": plan_converge, "upgrade": plan_upgrade, "backup": plan_back
 
 
 def plan(data):
+    """The plan for ``data`` (see the module's docstring); refusals are in its ``errors``."""
     cluster = Cluster(data)
     mode = cluster.mode
     if mode not in MODES:
         raise Refusal("unknown mode %r" % mode)
+    if mode in ("converge", "upgrade") and not data.get("target_version"):
+        raise Refusal("the %s plan needs the etcd version to run (target_version)" % mode)
     result = MODES[mode](cluster, data)
     if mode in ("converge", "restore"):
         result["ca"] = cluster.ca()
@@ -535,18 +582,3 @@ def plan(data):
     )
     result.setdefault("anchor", cluster.anchor())
     return result
-
-
-def main():
-    data = json.load(sys.stdin)
-    try:
-        result = plan(data)
-    except Refusal as exc:
-        result = {"errors": [str(exc)], "warnings": []}
-    json.dump(result, sys.stdout, sort_keys=True)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

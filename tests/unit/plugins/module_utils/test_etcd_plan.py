@@ -1,34 +1,25 @@
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""The etcd role's decisions (roles/etcd/files/etcd_plan.py) and its probe's building blocks.
+"""The etcd role's decisions (plugins/module_utils/etcd_plan.py) and the etcd_plan action.
 
 The plan is what stands between a run and a lost quorum, so each refusal is checked here with
 the member states that should trigger it, next to the states that must not. The inputs have the
-shape the probe prints (roles/etcd/files/etcd_probe.py) and the role passes.
+shape the etcd_member module returns and the role passes.
 """
 
-import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FILES = os.path.join(ROOT, "roles", "etcd", "files")
+from ansible_collections.kubeforge.cluster.plugins.module_utils import etcd_plan as plan_mod
+from ansible_collections.kubeforge.cluster.plugins.module_utils.etcd_member import PROBE_KEYS
+from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import load_table
 
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(FILES, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plan_mod = load("etcd_plan")
-probe_mod = load("etcd_probe")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 HOSTS = ["e1", "e2", "e3"]
 ADDR = {"e1": "192.0.2.11", "e2": "192.0.2.12", "e3": "192.0.2.13", "e4": "192.0.2.14", "e5": "192.0.2.15"}
@@ -81,10 +72,8 @@ def healthy_cluster(hosts=tuple(HOSTS), version="3.5.16", leader="e1", **overrid
 
 
 def run(data_):
-    """The plan as the role gets it: through the script's stdin and stdout."""
-    proc = subprocess.run([sys.executable, os.path.join(FILES, "etcd_plan.py")], input=json.dumps(data_),
-                          capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout)
+    """The plan as the role gets it: after a trip through JSON (the action's result travels so)."""
+    return json.loads(json.dumps(plan_mod.plan(json.loads(json.dumps(data_)))))
 
 
 # -- a new cluster --------------------------------------------------------------------------------
@@ -341,58 +330,9 @@ def test_restore_refused_on_members_with_data_unless_forced():
     assert result["initial_cluster"] == ",".join("%s=https://%s:2380" % (h, ADDR[h]) for h in HOSTS)
 
 
-# -- the probe's building blocks ---------------------------------------------------------------------
-
-def test_member_initialized_needs_a_wal(tmp_path):
-    assert not probe_mod.member_initialized(str(tmp_path))
-    (tmp_path / "member" / "wal").mkdir(parents=True)
-    assert not probe_mod.member_initialized(str(tmp_path))
-    (tmp_path / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_bytes(b"x")
-    assert probe_mod.member_initialized(str(tmp_path))
-
-
-def test_stale_inputs_are_those_changed_after_the_start(tmp_path):
-    old, new = tmp_path / "old", tmp_path / "new"
-    old.write_text("a")
-    started = time.time() + 0.5
-    time.sleep(1)
-    new.write_text("b")
-    assert probe_mod.stale_inputs([str(old), str(new), str(tmp_path / "missing")], started) == [str(new)]
-    assert probe_mod.stale_inputs([str(new)], None) == []
-
-
-def test_process_start_of_this_process():
-    started = probe_mod.process_start(os.getpid())
-    assert started is not None and started <= time.time() + 1
-
-
-def test_unhealthy_members_explains_each_problem():
-    result = {"local": {"endpoint": "https://127.0.0.1:2379", "healthy": True, "status": {"version": "3.5.16"},
-                        "error": ""},
-              "cluster": {"members": [
-                  {"name": "e1", "id_hex": "1", "endpoint": "https://a:2379", "peer_urls": [], "healthy": True,
-                   "is_learner": False, "error": ""},
-                  {"name": "", "id_hex": "2", "endpoint": None, "peer_urls": ["https://b:2380"], "healthy": False,
-                   "is_learner": True, "error": "added to the cluster but never started"},
-                  {"name": "e3", "id_hex": "3", "endpoint": "https://c:2379", "peer_urls": [], "healthy": True,
-                   "is_learner": True, "error": ""}]}}
-    problems = probe_mod.unhealthy_members(result, want_version="3.5.30")
-    assert problems[0] == "this member runs etcd 3.5.16, not 3.5.30"
-    assert "(unstarted) (id 2, https://b:2380): added to the cluster but never started" in problems[1]
-    assert problems[2] == "e3 (id 3) is still a learner"
-    result["local"]["status"]["version"] = "3.5.30"
-    result["cluster"]["members"] = result["cluster"]["members"][:1]
-    assert probe_mod.unhealthy_members(result, want_version="3.5.30") == []
-
-
 # -- the download of etcd 3.4 (no etcdutl in its archive) -----------------------------------------------
 
 def test_etcd_34_archive_installs_without_etcdutl():
-    collections = os.path.join(ROOT, ".collections")
-    if collections not in sys.path:
-        sys.path.insert(0, collections)
-    from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import load_table
-
     table = load_table()
     overrides = {"etcd": {"3.4.23": {"amd64": "0" * 64}}}
     old = table.resolve("etcd", "3.4.23", "amd64", overrides=overrides)
@@ -403,12 +343,135 @@ def test_etcd_34_archive_installs_without_etcdutl():
     assert all("since" not in m for m in old["members"] + new["members"])
 
 
-def test_path_info_reports_owner_group_and_mode(tmp_path):
-    directory = tmp_path / "d"
-    directory.mkdir(mode=0o700)
-    directory.chmod(0o750)
-    found = probe_mod.path_info(str(directory))
-    assert found["mode"] == "0750" and found["owner"] and found["group"]
-    assert probe_mod.path_info(str(tmp_path / "missing")) is None
-    (tmp_path / "f").write_text("x")
-    assert probe_mod.path_info(str(tmp_path / "f")) is None
+# -- reading what the etcd_member tasks registered -------------------------------------------------------
+
+def registered(probe_, **extra):
+    """A result as Ansible registers it for an etcd_member task: the probe's keys and Ansible's own."""
+    return dict(probe_, changed=False, invocation={"module_args": {"data_dir": "/var/lib/etcd"}}, **extra)
+
+
+def test_probe_keys_match_the_module():
+    assert plan_mod.PROBE_KEYS == PROBE_KEYS
+
+
+def test_read_probe_keeps_the_answer_and_nothing_else():
+    answer = probe()
+    assert plan_mod.read_probe(registered(answer, failed=False)) == (answer, False)
+
+
+@pytest.mark.parametrize("result, unreachable", [
+    (None, False),                                                   # not asked
+    ({"changed": False, "skipped": True, "skip_reason": "Conditional result was False"}, False),
+    ({"unreachable": True, "msg": "Failed to connect to the host via ssh"}, True),
+    # failed_when: false turns a failure into a result without "failed": the keys tell
+    ({"changed": False, "failed_when_result": False, "msg": "MODULE FAILURE"}, True),
+    ({"failed": True, "msg": "etcd is not healthy after 30 s", **probe()}, True),
+])
+def test_read_probe_of_hosts_without_an_answer(result, unreachable):
+    assert plan_mod.read_probe(result) == (None, unreachable)
+
+
+def test_read_probes_adds_the_answers_to_the_inventory():
+    hosts = {h: info(h) for h in HOSTS}
+    answers = {"e1": registered(probe()), "e2": {"unreachable": True, "msg": "timed out"}}
+    entries = plan_mod.read_probes(hosts, answers)
+    assert entries["e1"] == dict(info("e1"), probe=probe(), unreachable=False)
+    assert entries["e2"] == dict(info("e2"), probe=None, unreachable=True)
+    assert entries["e3"] == dict(info("e3"), probe=None, unreachable=False)
+
+
+def test_an_unreachable_member_outside_the_run_is_reported():
+    probes = healthy_cluster()
+    data_ = data("converge", HOSTS, probes, play=["e1", "e2"])
+    data_["hosts"] = plan_mod.read_probes(
+        {h: info(h) for h in HOSTS},
+        {"e1": registered(probes["e1"]), "e2": registered(probes["e2"]), "e3": {"unreachable": True}})
+    result = run(data_)
+    assert "e3 (etcd group) is unreachable" in result["errors"]
+
+
+def test_a_plan_without_a_version_is_refused():
+    with pytest.raises(plan_mod.Refusal, match="target_version"):
+        plan_mod.plan(data("upgrade", HOSTS, healthy_cluster(), target=""))
+    assert plan_mod.plan(data("backup", HOSTS, healthy_cluster(), target=""))["errors"] == []
+
+
+# -- the action plugin, through ansible-playbook ---------------------------------------------------------
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan
+      kubeforge.cluster.etcd_plan:
+        mode: "{{ given.mode }}"
+        target_version: "{{ given.target_version }}"
+        allow_downgrade: "{{ given.allow_downgrade }}"
+        remove: "{{ given.remove }}"
+        etcd_hosts: "{{ given.etcd_hosts }}"
+        play_hosts: "{{ given.play_hosts }}"
+        hosts: "{{ given.hosts }}"
+        probes: "{{ given.probes }}"
+"""
+
+
+RESULT_LINE = re.compile(r"^(ok: \[localhost\]|fatal: \[localhost\]: FAILED!) => (\{.*\})$", re.M)
+
+
+def action(tmp_path, mode, probes, **extra):
+    """Run the etcd_plan action in a real playbook; returns (rc, the task's result, output).
+
+    The result is read from the output (``failed`` from the line it is on: the callback drops the key).
+    """
+    given = {"mode": mode, "target_version": extra.pop("target", "3.5.16"), "allow_downgrade": False, "remove": "",
+             "etcd_hosts": HOSTS, "play_hosts": extra.pop("play", HOSTS), "hosts": {h: info(h) for h in HOSTS},
+             "probes": {h: registered(p) for h, p in probes.items()}}
+    given.update(extra)
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "given.json").write_text(json.dumps({"given": given}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="default",
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_CALLBACK_FORMAT_PRETTY="0", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-v", "-i", "localhost,",
+                           "-c", "local", "-e", "@" + str(tmp_path / "given.json"), str(tmp_path / "play.yml")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    output = proc.stdout + proc.stderr
+    found = RESULT_LINE.search(proc.stdout)
+    assert found, output
+    return proc.returncode, dict(json.loads(found.group(2)), failed=found.group(1).startswith("fatal")), output
+
+
+def test_action_returns_the_plan_and_the_answers(tmp_path):
+    probes = healthy_cluster(leader="e2")
+    rc, task, output = action(tmp_path, "upgrade", {h: probes[h] for h in HOSTS}, target="3.5.30")
+    assert rc == 0, output
+    assert task["changed"] is False and task["errors"] == []
+    assert task["plan"]["upgrade"] == ["e1", "e3", "e2"] and task["plan"]["snapshot_host"] == "e1"
+    assert task["probes"] == {h: json.loads(json.dumps(probes[h])) for h in HOSTS}
+    assert "invocation" not in json.dumps(task["probes"])
+
+
+def test_action_fails_with_every_refusal_at_once(tmp_path):
+    probes = healthy_cluster(version="3.4.23", e3=member("e3", healthy=False, error="context deadline exceeded"))
+    rc, task, output = action(tmp_path, "upgrade", probes, target="3.6.9", play=["e1", "e2"])
+    assert rc != 0 and task["failed"], output
+    assert "plan" not in task
+    assert len(task["errors"]) >= 3 and task["msg"] == "\n".join(task["errors"])
+    assert "etcd is not running there (systemd: inactive/dead)" in task["msg"]
+    assert "e3 is not in this run" in task["msg"]
+    assert "skips minor version 3.5" in task["msg"]
+
+
+def test_action_reports_warnings(tmp_path):
+    probes = healthy_cluster(hosts=("e1", "e2", "e3"))
+    rc, task, output = action(tmp_path, "remove", {h: probes[h] for h in ("e1", "e2")}, play=["e1", "e2"],
+                              remove="e3")
+    assert rc == 0, output
+    assert task["plan"]["member"]["name"] == "e3"
+    assert "[WARNING]: after the removal the cluster has 2 voting members, an even number" in " ".join(output.split())
+
+
+def test_action_rejects_a_bad_mode(tmp_path):
+    rc, task, output = action(tmp_path, "grow", healthy_cluster())
+    assert rc != 0 and task["failed"] and "grow" in task["msg"] and "mode" in task["msg"], output
