@@ -12,10 +12,12 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # A Python interpreter of the given minor version (3.12 -> python3.12), from PATH or pyenv.
+# A pyenv shim may be on PATH for a version pyenv has not selected: only an interpreter that
+# actually runs counts.
 find_python() {
   local minor=$1 candidate
-  for candidate in "python$minor" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$minor".*/bin/python"$minor"; do
-    if command -v "$candidate" >/dev/null 2>&1; then
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$minor".*/bin/python"$minor" "python$minor"; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys' >/dev/null 2>&1; then
       command -v "$candidate"
       return 0
     fi
