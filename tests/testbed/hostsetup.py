@@ -77,3 +77,33 @@ def host_setup():
             f"podman uses the OCI runtime {runtime!r}, not runc, although {CONTAINERS_CONF} asks for runc"
         )
     log(f"host-setup: podman runtime {runtime}; {time.monotonic() - start:.1f} s")
+
+
+# systemd, journald and containerd in every node each hold inotify instances, counted against one
+# host-wide per-user limit (128 by default): about seven per node, so the 19th node's systemd cannot
+# start and exits without a word. These floors leave room for a few hundred nodes.
+KERNEL_FLOORS = {
+    "fs/inotify/max_user_instances": 8192,
+    "fs/inotify/max_user_watches": 524288,
+}
+
+
+def ensure_kernel_limits(proc_sys="/proc/sys"):
+    """Raise the host's inotify limits to the floors above; say so, or say why it cannot."""
+    for key, floor in KERNEL_FLOORS.items():
+        path = os.path.join(proc_sys, key)
+        try:
+            with open(path, encoding="ascii") as handle:
+                current = int(handle.read().split()[0])
+        except (OSError, ValueError):
+            continue
+        if current >= floor:
+            continue
+        name = key.replace("/", ".")
+        try:
+            with open(path, "w", encoding="ascii") as handle:
+                handle.write(str(floor))
+            log(f"host limits: raised {name} from {current} to {floor} (many nodes share it)")
+        except OSError as exc:
+            log(f"host limits: {name} is {current} and cannot be raised ({exc.strerror}): "
+                f"nodes beyond about {current // 8} may fail to boot")

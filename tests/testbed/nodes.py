@@ -14,6 +14,7 @@ import time
 
 from . import podman as pm
 from .common import TestbedError, atomic_write, ensure_ssh_key, locked, log, read_json, run, ssh_key_path, state_path
+from .hostsetup import ensure_kernel_limits
 from .image import HOSTS, image_name
 from .inventory import SSH_COMMON_ARGS, render_inventory
 from .layout import expand_spec, validate_cluster_name
@@ -159,7 +160,10 @@ def wait_node(name, timeout):
             break
         info = pm.inspect_containers([name]).get(name, {})
         if not (info.get("State") or {}).get("Running"):
-            raise TestbedError(f"node {name} stopped while booting (podman logs {name})")
+            raise TestbedError(
+                f"node {name} stopped while booting (podman logs {name}; a silent exit is often the host's "
+                "fs.inotify.max_user_instances, shared by every node)"
+            )
         if time.monotonic() > deadline:
             raise TestbedError(f"node {name}: systemd is still {state or 'not answering'!r} after {timeout:.0f} s")
         time.sleep(0.5)
@@ -199,6 +203,7 @@ def up(cluster, layout, inventory_path=None, prune=False, timeout=180):
             raise TestbedError(f"node image {image_name(suite)} does not exist: run hack/testbed image --suite {suite}")
     public_key = ensure_ssh_key()
     resolv_conf = host_resolv_conf()
+    ensure_kernel_limits()
     with locked(f"cluster-{cluster}"):
         existing = {pm.container_name(record): record for record in pm.testbed_containers(cluster)}
         wanted = {node.name for node in nodes}

@@ -2,7 +2,7 @@
 # Apache License 2.0 (see LICENSE)
 """Files written into new nodes, and the host configuration check."""
 
-from testbed.hostsetup import CONTAINERS_CONF_TEXT, containers_conf_ok
+from testbed.hostsetup import CONTAINERS_CONF_TEXT, KERNEL_FLOORS, containers_conf_ok, ensure_kernel_limits
 from testbed.nodes import node_files, resolv_conf_from
 
 
@@ -38,3 +38,14 @@ def test_containers_conf_check():
     assert not containers_conf_ok('[engine]\nruntime = "crun"\n')
     assert not containers_conf_ok('[engine]\nruntime = "runc"\n')
     assert not containers_conf_ok("not toml [")
+
+
+def test_kernel_limits_raised_to_the_floor_and_never_lowered(tmp_path, capsys):
+    inotify = tmp_path / "fs" / "inotify"
+    inotify.mkdir(parents=True)
+    (inotify / "max_user_instances").write_text("128\n")
+    (inotify / "max_user_watches").write_text("999999999\n")
+    ensure_kernel_limits(str(tmp_path))
+    assert (inotify / "max_user_instances").read_text() == str(KERNEL_FLOORS["fs/inotify/max_user_instances"])
+    assert (inotify / "max_user_watches").read_text() == "999999999\n"
+    assert "raised fs.inotify.max_user_instances from 128" in capsys.readouterr().err
