@@ -43,7 +43,8 @@ def version_key(text):
 class Report:
     """Timings and figures of the lifecycle steps, printed and kept as JSON in the scenario's work dir."""
 
-    def __init__(self, scenario):
+    def __init__(self, scenario, label="etcd lifecycle"):
+        self.label = label
         # kept after molecule removes its work directory (tests/output is ignored by git)
         directory = os.path.join(PROJECT, "tests", "output", "molecule")
         os.makedirs(directory, exist_ok=True)
@@ -55,12 +56,12 @@ class Report:
         entry = dict(step=name, seconds=round(seconds, 1), **extra)
         self.data["steps"].append(entry)
         self._save()
-        print("\n[etcd lifecycle] %-55s %6.1f s %s" % (name, seconds, json.dumps(extra) if extra else ""))
+        print("\n[%s] %-55s %6.1f s %s" % (self.label, name, seconds, json.dumps(extra) if extra else ""))
 
     def figure(self, name, value):
         self.data["figures"][name] = value
         self._save()
-        print("\n[etcd lifecycle] %s = %s" % (name, json.dumps(value)))
+        print("\n[%s] %s = %s" % (self.label, name, json.dumps(value)))
 
     def _save(self):
         with open(self.path + ".tmp", "w") as handle:
@@ -174,11 +175,12 @@ class Bed:
         return path
 
     def playbook(self, playbook, inventory, extra=None, limit=None, check=False, diff=False,
-                 skip_tags=("container_runtime",)):
+                 skip_tags=("container_runtime", "pki")):
         """Run a playbook of the collection; returns a result with rc, output, seconds, recap, tasks.
 
-        The container runtime (in install.yml and scale.yml for the k8s_cluster hosts) is skipped:
-        these scenarios measure preflight, os and etcd; it has a scenario of its own.
+        The cluster PKI and the container runtime (in install.yml and scale.yml for the k8s_cluster
+        hosts) are skipped by default: the etcd scenarios measure preflight, os and etcd; those two
+        have scenarios of their own.
         """
         self.runs += 1
         argv = [os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "ansible-playbook"),

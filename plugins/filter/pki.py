@@ -1,0 +1,52 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters of the pki role: thin wrappers over module_utils/pki_catalog.py.
+
+Each filter is documented in the YAML file of the same name next to this one.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import network, pki_catalog
+
+
+def pki_ca_plan(registered, control_planes, play_hosts):
+    """The CA host, the control planes that need the CA files, and every conflict."""
+    try:
+        found, unreachable = pki_catalog.read_stats(registered)
+        return pki_catalog.ca_plan(list(control_planes), list(play_hosts), found, unreachable)
+    except pki_catalog.PKIPlanError as exc:
+        raise AnsibleFilterError("pki_ca_plan: %s" % exc)
+
+
+def pki_host_certificates(host, hostvars, control_planes, nodes, settings):
+    """Every certificate ``host`` holds, with its subject, names, paths and kubeconfig."""
+    try:
+        address = pki_catalog.host_address(hostvars[host], host)
+        return pki_catalog.host_certificates(host, address, list(control_planes), list(nodes), dict(settings))
+    except (KeyError, network.NetworkError, pki_catalog.PKIPlanError) as exc:
+        raise AnsibleFilterError("pki_host_certificates: %s: %s" % (host, exc))
+
+
+def pki_requests(hostvars, hosts, keys_var, control_planes, nodes, settings, validity_days, renew_before_days):
+    """One list of certificate_batch requests per CA, from every host's certificates and key results."""
+    specs, keys = {}, {}
+    for host in hosts:
+        specs[host] = pki_host_certificates(host, hostvars, control_planes, nodes, settings)
+        registered = hostvars[host].get(keys_var) or {}
+        keys[host] = {r["item"]["name"]: r for r in registered.get("results") or []
+                      if isinstance(r.get("item"), dict) and not r.get("failed") and not r.get("skipped")}
+    return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days)
+
+
+class FilterModule:
+    """kubeforge.cluster PKI filters."""
+
+    def filters(self):
+        return {
+            "pki_ca_plan": pki_ca_plan,
+            "pki_host_certificates": pki_host_certificates,
+            "pki_requests": pki_requests,
+        }

@@ -1,0 +1,248 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The cluster's certificates: which host holds which, with what subject, names and kubeconfig.
+
+Pure Python, used on the controller by the ``pki`` filters; unit tests call it with plain dicts and
+check it against Kubernetes' PKI requirements table (the page "PKI certificates and requirements":
+names, paths, CN, O and usages are those of kubeadm, so operators' tools keep working).
+
+Three functions:
+
+* :func:`ca_plan` picks the control plane that holds (or will create) the CAs and the
+  service-account key pair, lists the control planes that lack them, and refuses control planes
+  that hold different CAs;
+* :func:`host_certificates` lists the certificates of one host;
+* :func:`batch_requests` turns every host's list and its keys into the requests of one
+  ``certificate_batch`` call per CA.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import network
+
+PKI_DIR = "/etc/kubernetes/pki"
+KUBECONFIG_DIR = "/etc/kubernetes"
+# client certificates that only live inside a kubeconfig in kubeadm's layout; here the kubeconfig
+# embeds them and the files stay beside it, so a renewal can compare and re-issue them
+CLIENT_DIR = PKI_DIR + "/kubeconfig"
+KUBELET_PKI_DIR = "/var/lib/kubelet/pki"
+
+# What the CA host creates and the other control planes receive (cert or public part, key).
+CA_FILES = (
+    {"name": "ca", "cert": "ca.crt", "key": "ca.key", "common_name": "kubernetes-ca"},
+    {"name": "front-proxy-ca", "cert": "front-proxy-ca.crt", "key": "front-proxy-ca.key",
+     "common_name": "kubernetes-front-proxy-ca"},
+    {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None},
+)
+# the CA that signs each group of requests (certificate_batch is called once per CA)
+SIGNERS = {
+    "kubernetes": {"cert": PKI_DIR + "/ca.crt", "key": PKI_DIR + "/ca.key"},
+    "front-proxy": {"cert": PKI_DIR + "/front-proxy-ca.crt", "key": PKI_DIR + "/front-proxy-ca.key"},
+}
+
+# kubeadm gives admin.conf this group and binds it to cluster-admin; super-admin.conf alone is in
+# system:masters, which no RBAC rule can restrict (a break-glass credential, on the first control
+# plane only: a fixed place, so no copy is left behind elsewhere)
+ADMIN_GROUP = "kubeadm:cluster-admins"
+
+
+class PKIPlanError(ValueError):
+    """Input the catalogue cannot work with."""
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _url(host, port):
+    return "https://%s:%s" % ("[%s]" % host if ":" in host else host, port)
+
+
+def _endpoint_host(endpoint):
+    """Host part of ``host:port`` or ``[v6]:port``."""
+    if endpoint.startswith("["):
+        return endpoint[1:endpoint.index("]")]
+    return endpoint.rsplit(":", 1)[0] if endpoint.count(":") == 1 else endpoint
+
+
+def host_address(hostvars_of_host, name):
+    """The address other hosts use: ``ip``, else ``ansible_host``, else the inventory name."""
+    return str(hostvars_of_host.get("ip") or hostvars_of_host.get("ansible_host") or name)
+
+
+def _spec(name, ca, key, cert, common_name, usage, organizations=(), dns=(), ips=(), kubeconfig=None):
+    return {"name": name, "ca": ca, "key_path": key, "cert_path": cert, "common_name": common_name,
+            "organizations": list(organizations), "usage": usage, "dns_names": list(dns),
+            "ip_addresses": list(ips), "kubeconfig": kubeconfig}
+
+
+def _client(name, ca, common_name, organizations, kubeconfig_file, server, cluster, user, base=CLIENT_DIR,
+            embed=True):
+    kubeconfig = {"dest": "%s/%s" % (KUBECONFIG_DIR, kubeconfig_file), "server": server, "cluster_name": cluster,
+                  "user_name": user, "embed_client": embed}
+    return _spec(name, ca, "%s/%s.key" % (base, name), "%s/%s.crt" % (base, name), common_name, "client",
+                 organizations, kubeconfig=kubeconfig)
+
+
+def _split_sans(values):
+    dns, ips = [], []
+    for value in values:
+        value = str(value).strip()
+        if value:
+            (ips if _is_ip(value) else dns).append(value)
+    return dns, ips
+
+
+def _unique(values):
+    seen, out = set(), []
+    for value in values:
+        if value not in seen:
+            seen.add(value)
+            out.append(value)
+    return out
+
+
+def host_certificates(host, address, control_planes, nodes, settings):
+    """Every certificate ``host`` holds, in a stable order.
+
+    ``settings``: cluster_name, service_cidr, cluster_domain, api_endpoint (``host:port`` or empty),
+    apiserver_port, apiserver_extra_sans (list), admin_group.
+    """
+    cluster = settings["cluster_name"]
+    port = settings["apiserver_port"]
+    endpoint = settings.get("api_endpoint") or ""
+    is_cp = host in control_planes
+    own_api = _url(address, port)
+    # what kubelet and kube-proxy talk to: the external endpoint, the node's own API server, or
+    # (nodes that are not control planes) the local load balancer on 127.0.0.1
+    node_api = "https://" + endpoint if endpoint else (own_api if is_cp else _url("127.0.0.1", port))
+    admin_api = "https://" + endpoint if endpoint else own_api
+    specs = []
+    if is_cp:
+        domain = settings["cluster_domain"]
+        names = [host, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                 "kubernetes.default.svc." + domain, "localhost", address,
+                 network.service_ip(settings["service_cidr"]), "127.0.0.1"]
+        names += list(settings.get("apiserver_extra_sans") or [])
+        if endpoint:
+            names.append(_endpoint_host(endpoint))
+        dns, ips = _split_sans(names)
+        specs.append(_spec("apiserver", "kubernetes", PKI_DIR + "/apiserver.key", PKI_DIR + "/apiserver.crt",
+                           "kube-apiserver", "server", dns=_unique(dns), ips=_unique(ips)))
+        specs.append(_spec("apiserver-kubelet-client", "kubernetes", PKI_DIR + "/apiserver-kubelet-client.key",
+                           PKI_DIR + "/apiserver-kubelet-client.crt", "kube-apiserver-kubelet-client", "client",
+                           [settings.get("admin_group") or ADMIN_GROUP]))
+        specs.append(_spec("front-proxy-client", "front-proxy", PKI_DIR + "/front-proxy-client.key",
+                           PKI_DIR + "/front-proxy-client.crt", "front-proxy-client", "client"))
+        specs.append(_client("admin", "kubernetes", "kubernetes-admin", [settings.get("admin_group") or ADMIN_GROUP],
+                             "admin.conf", admin_api, cluster, "kubernetes-admin"))
+        if host == control_planes[0]:
+            specs.append(_client("super-admin", "kubernetes", "kubernetes-super-admin", ["system:masters"],
+                                 "super-admin.conf", own_api, cluster, "kubernetes-super-admin"))
+        specs.append(_client("controller-manager", "kubernetes", "system:kube-controller-manager", [],
+                             "controller-manager.conf", own_api, cluster, "system:kube-controller-manager"))
+        specs.append(_client("scheduler", "kubernetes", "system:kube-scheduler", [],
+                             "scheduler.conf", own_api, cluster, "system:kube-scheduler"))
+    if is_cp or host in nodes:
+        # the kubelet's client certificate is referenced by path, so a renewal rewrites only the files
+        specs.append(_client("kubelet-client", "kubernetes", "system:node:" + host, ["system:nodes"],
+                             "kubelet.conf", node_api, cluster, "system:node:" + host, base=KUBELET_PKI_DIR,
+                             embed=False))
+        dns, ips = _split_sans([host, address])
+        specs.append(_spec("kubelet", "kubernetes", KUBELET_PKI_DIR + "/kubelet.key", KUBELET_PKI_DIR + "/kubelet.crt",
+                           "system:node:" + host, "server", ["system:nodes"], dns=_unique(dns), ips=_unique(ips)))
+        specs.append(_client("kube-proxy", "kubernetes", "system:kube-proxy", [], "kube-proxy.conf", node_api,
+                             cluster, "system:kube-proxy"))
+    return specs
+
+
+def read_stats(registered):
+    """{host: {file: sha256}} and the unreachable hosts, from registered ``stat`` loops.
+
+    Each loop item is ``[host, file name]``; ``registered`` is a list of registered loop results.
+    """
+    found, unreachable = {}, []
+    for reg in registered:
+        for result in (reg or {}).get("results") or []:
+            item = result.get("item")
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                continue
+            host, name = item
+            entry = found.setdefault(host, {})
+            if result.get("unreachable") or result.get("failed"):
+                if host not in unreachable:
+                    unreachable.append(host)
+                found.pop(host, None)
+                continue
+            if host in unreachable:
+                continue
+            stat = result.get("stat") or {}
+            entry[name] = stat.get("checksum") if stat.get("exists") else None
+    return found, unreachable
+
+
+def ca_plan(control_planes, play_hosts, found, unreachable=()):
+    """Choose the CA host and the control planes that need the CA files.
+
+    ``found``: {host: {file name: sha256}} for the control planes that were asked (a host that was
+    not asked is absent). Returns {"host", "exists": {file: bool}, "copy_to": [...], "errors": [...]}.
+    """
+    errors = []
+    for host in unreachable:
+        errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
+                      "bring it back or take it out of the inventory" % host)
+    files = [entry[key] for entry in CA_FILES for key in ("cert", "key")]
+    for name in files:
+        holders = {h: found[h][name] for h in control_planes if h in found and found[h].get(name)}
+        if len(set(holders.values())) > 1:
+            errors.append(
+                "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
+                "control plane (a CA is never replaced by this collection) and run again"
+                % (name, ", ".join("%s sha256 %s" % (h, s[:12]) for h, s in sorted(holders.items()))))
+    holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
+    any_file = [h for h in control_planes if any(found.get(h, {}).values())]
+    candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)
+    if not candidates:
+        raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
+    ca_host = candidates[0]
+    held = {name for name in files if found.get(ca_host, {}).get(name)}
+    elsewhere = sorted({name for h in control_planes if h != ca_host for name in files if found.get(h, {}).get(name)})
+    missing_here = [name for name in elsewhere if name not in held]
+    if missing_here:
+        errors.append(
+            "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
+            "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
+            % (ca_host, ", ".join(missing_here), ca_host, PKI_DIR))
+    copy_to = [h for h in control_planes if h != ca_host and h in play_hosts
+               and any(not found.get(h, {}).get(name) for name in files)]
+    return {"host": ca_host, "exists": {name: name in held for name in files}, "copy_to": copy_to,
+            "errors": errors}
+
+
+def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days):
+    """``certificate_batch`` requests per CA, from every host's specs and its key results.
+
+    ``keys_by_host``: {host: {cert name: {"public_key", "certificate"}}} (what private_key returned).
+    """
+    out = {name: [] for name in SIGNERS}
+    for host in specs_by_host:
+        keys = keys_by_host.get(host) or {}
+        for spec in specs_by_host[host]:
+            key = keys.get(spec["name"])
+            if key is None:
+                continue
+            request = {"id": "%s/%s" % (host, spec["name"]), "common_name": spec["common_name"],
+                       "organizations": spec["organizations"], "usage": spec["usage"],
+                       "public_key": key.get("public_key"), "current_certificate": key.get("certificate"),
+                       "validity_days": int(validity_days), "renew_before_days": int(renew_before_days)}
+            if spec["usage"] != "client":
+                request["dns_names"] = spec["dns_names"]
+                request["ip_addresses"] = spec["ip_addresses"]
+            out[spec["ca"]].append(request)
+    return out
