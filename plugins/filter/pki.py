@@ -12,10 +12,10 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network, pki_catalog
 
 
-def pki_ca_plan(registered, control_planes, play_hosts):
+def pki_ca_plan(by_host, control_planes, play_hosts):
     """The CA host, the control planes that need the CA files, and every conflict."""
     try:
-        found, unreachable = pki_catalog.read_stats(registered)
+        found, unreachable = pki_catalog.read_found(dict(by_host))
         return pki_catalog.ca_plan(list(control_planes), list(play_hosts), found, unreachable)
     except pki_catalog.PKIPlanError as exc:
         raise AnsibleFilterError("pki_ca_plan: %s" % exc)
@@ -36,8 +36,9 @@ def pki_requests(hostvars, hosts, keys_var, control_planes, nodes, settings, val
     for host in hosts:
         specs[host] = pki_host_certificates(host, hostvars, control_planes, nodes, settings)
         registered = hostvars[host].get(keys_var) or {}
-        keys[host] = {r["item"]["name"]: r for r in registered.get("results") or []
-                      if isinstance(r.get("item"), dict) and not r.get("failed") and not r.get("skipped")}
+        by_path = {} if registered.get("failed") or registered.get("skipped") else {
+            entry.get("path"): entry for entry in registered.get("private_keys") or []}
+        keys[host] = {spec["name"]: by_path[spec["key_path"]] for spec in specs[host] if spec["key_path"] in by_path}
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days)
 
 

@@ -77,9 +77,12 @@ def host_address(hostvars_of_host, name):
 
 
 def _spec(name, ca, key, cert, common_name, usage, organizations=(), dns=(), ips=(), kubeconfig=None):
-    return {"name": name, "ca": ca, "key_path": key, "cert_path": cert, "common_name": common_name,
-            "organizations": list(organizations), "usage": usage, "dns_names": list(dns),
-            "ip_addresses": list(ips), "kubeconfig": kubeconfig}
+    if kubeconfig:
+        kubeconfig = dict(kubeconfig, client_cert_path=cert, client_key_path=key)
+    # "key": the entry of this certificate in the private_key module's keys option
+    return {"name": name, "ca": ca, "key_path": key, "cert_path": cert, "key": {"path": key, "cert_path": cert},
+            "common_name": common_name, "organizations": list(organizations), "usage": usage,
+            "dns_names": list(dns), "ip_addresses": list(ips), "kubeconfig": kubeconfig}
 
 
 def _client(name, ca, common_name, organizations, kubeconfig_file, server, cluster, user, base=CLIENT_DIR,
@@ -129,7 +132,9 @@ def host_certificates(host, address, control_planes, nodes, settings):
         names = [host, "kubernetes", "kubernetes.default", "kubernetes.default.svc",
                  "kubernetes.default.svc." + domain, "localhost", address,
                  network.service_ip(settings["service_cidr"]), "127.0.0.1"]
-        names += list(settings.get("apiserver_extra_sans") or [])
+        extra = settings.get("apiserver_extra_sans") or []
+        # -e pki_apiserver_extra_sans=a,b arrives as one string
+        names += extra.split(",") if isinstance(extra, str) else list(extra)
         if endpoint:
             names.append(_endpoint_host(endpoint))
         dns, ips = _split_sans(names)
@@ -162,28 +167,26 @@ def host_certificates(host, address, control_planes, nodes, settings):
     return specs
 
 
-def read_stats(registered):
-    """{host: {file: sha256}} and the unreachable hosts, from registered ``stat`` loops.
+def read_found(by_host):
+    """{host: {file: checksum or None}} and the hosts that could not be asked.
 
-    Each loop item is ``[host, file name]``; ``registered`` is a list of registered loop results.
+    ``by_host``: {host: what ``ansible.builtin.find`` (paths /etc/kubernetes/pki, patterns the CA
+    files, get_checksum) registered there}. A skipped or missing registration means "not asked".
     """
+    names = [entry[key] for entry in CA_FILES for key in ("cert", "key")]
     found, unreachable = {}, []
-    for reg in registered:
-        for result in (reg or {}).get("results") or []:
-            item = result.get("item")
-            if not isinstance(item, (list, tuple)) or len(item) != 2:
-                continue
-            host, name = item
-            entry = found.setdefault(host, {})
-            if result.get("unreachable") or result.get("failed"):
-                if host not in unreachable:
-                    unreachable.append(host)
-                found.pop(host, None)
-                continue
-            if host in unreachable:
-                continue
-            stat = result.get("stat") or {}
-            entry[name] = stat.get("checksum") if stat.get("exists") else None
+    for host, reg in by_host.items():
+        if not reg or reg.get("skipped"):
+            continue
+        if reg.get("unreachable") or "files" not in reg:
+            unreachable.append(host)
+            continue
+        entry = dict.fromkeys(names)
+        for item in reg.get("files") or []:
+            name = str(item.get("path", "")).rsplit("/", 1)[-1]
+            if name in entry:
+                entry[name] = item.get("checksum") or "present"
+        found[host] = entry
     return found, unreachable
 
 
@@ -204,7 +207,7 @@ def ca_plan(control_planes, play_hosts, found, unreachable=()):
             errors.append(
                 "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
                 "control plane (a CA is never replaced by this collection) and run again"
-                % (name, ", ".join("%s sha256 %s" % (h, s[:12]) for h, s in sorted(holders.items()))))
+                % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in sorted(holders.items()))))
     holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
     any_file = [h for h in control_planes if any(found.get(h, {}).values())]
     candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)

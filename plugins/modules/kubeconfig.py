@@ -23,9 +23,51 @@ description:
     installs C(python3-yaml)), and the Python C(cryptography) library to check the certificates.
 options:
   dest:
-    description: Path of the kubeconfig. Written with mode C(0600) unless O(mode) says otherwise.
+    description:
+      - Path of the kubeconfig. Written with mode C(0600) unless O(mode) says otherwise.
+      - Exactly one of O(dest) and O(kubeconfigs) is required; with O(dest), O(server), O(user_name),
+        O(client_cert_path) and O(client_key_path) are required too.
     type: path
-    required: true
+  kubeconfigs:
+    description:
+      - Many kubeconfigs of one cluster CA at once (for example every kubeconfig of a control plane),
+        which costs one task instead of one per file. Each entry takes the options of a single
+        kubeconfig; O(ca_cert_path) and the file options (owner, group, mode) apply to all.
+      - The result is then RV(kubeconfigs), one entry per file, in the same order.
+    type: list
+    elements: dict
+    suboptions:
+      dest:
+        description: Path of this kubeconfig.
+        type: path
+        required: true
+      cluster_name:
+        description: Name of the cluster entry.
+        type: str
+        default: kubernetes
+      server:
+        description: URL of the API server.
+        type: str
+        required: true
+      user_name:
+        description: Name of the user entry.
+        type: str
+        required: true
+      client_cert_path:
+        description: Client certificate, on the host.
+        type: path
+        required: true
+      client_key_path:
+        description: Client private key, on the host.
+        type: path
+        required: true
+      embed_client:
+        description: Embed the client certificate and key (see O(embed_client)).
+        type: bool
+        default: true
+      context_name:
+        description: Name of the context. Defaults to C(USER@CLUSTER).
+        type: str
   cluster_name:
     description: Name of the cluster entry.
     type: str
@@ -33,7 +75,6 @@ options:
   server:
     description: URL of the API server, for example C(https://192.0.2.10:6443).
     type: str
-    required: true
   ca_cert_path:
     description: CA certificate that signed the API server's certificate, on the host.
     type: path
@@ -41,15 +82,12 @@ options:
   user_name:
     description: Name of the user entry.
     type: str
-    required: true
   client_cert_path:
     description: Client certificate, on the host.
     type: path
-    required: true
   client_key_path:
     description: Client private key, on the host.
     type: path
-    required: true
   embed_client:
     description:
       - Embed the client certificate and key (C(client-certificate-data), C(client-key-data)). When false,
@@ -103,27 +141,52 @@ EXAMPLES = r"""
     client_cert_path: /var/lib/kubelet/pki/kubelet-client-current.pem
     client_key_path: /var/lib/kubelet/pki/kubelet-client-current.pem
     embed_client: false
+
+- name: Every kubeconfig of a control plane in one task
+  kubeforge.cluster.kubeconfig:
+    ca_cert_path: /etc/kubernetes/pki/ca.crt
+    kubeconfigs:
+      - dest: /etc/kubernetes/scheduler.conf
+        server: https://192.0.2.10:6443
+        user_name: system:kube-scheduler
+        client_cert_path: /etc/kubernetes/pki/kubeconfig/scheduler.crt
+        client_key_path: /etc/kubernetes/pki/kubeconfig/scheduler.key
+      - dest: /etc/kubernetes/admin.conf
+        server: https://192.0.2.10:6443
+        user_name: kubernetes-admin
+        client_cert_path: /etc/kubernetes/pki/kubeconfig/admin.crt
+        client_key_path: /etc/kubernetes/pki/kubeconfig/admin.key
 """
 
 RETURN = r"""
+kubeconfigs:
+  description:
+    - With O(kubeconfigs), one entry per file in the order given, each with C(dest), C(context), C(server),
+      C(reason) and C(changed). The single-file return values below are then absent.
+    - In diff mode, the diff holds the summary of every file that changes, keyed by its path.
+  returned: when O(kubeconfigs) is set
+  type: list
+  elements: dict
+  sample: [{"dest": "/etc/kubernetes/admin.conf", "context": "kubernetes-admin@kubernetes",
+            "server": "https://192.0.2.10:6443", "reason": "", "changed": false}]
 dest:
   description: Path of the kubeconfig.
-  returned: always
+  returned: without O(kubeconfigs)
   type: str
   sample: /etc/kubernetes/admin.conf
 context:
   description: Name of the current context.
-  returned: always
+  returned: without O(kubeconfigs)
   type: str
   sample: kubernetes-admin@kubernetes
 server:
   description: The API server URL written.
-  returned: always
+  returned: without O(kubeconfigs)
   type: str
   sample: https://192.0.2.10:6443
 reason:
   description: Why the file was (or would be) written; empty when it already said the same.
-  returned: always
+  returned: without O(kubeconfigs)
   type: str
   sample: "server differs: 'https://192.0.2.10:6443' -> 'https://192.0.2.20:6443'"
 """
@@ -133,19 +196,53 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kubeconfig, pki
 
 
+ENTRY_KEYS = ('dest', 'cluster_name', 'server', 'user_name', 'client_cert_path', 'client_key_path', 'embed_client',
+              'context_name')
+
+
+def _ensure(module, entry):
+    """Plan and write one kubeconfig; returns (result, before, after)."""
+    try:
+        plan = kubeconfig.plan_kubeconfig(
+            entry['dest'], entry['cluster_name'], entry['server'], module.params['ca_cert_path'],
+            entry['user_name'], entry['client_cert_path'], entry['client_key_path'],
+            context_name=entry['context_name'], embed_client=entry['embed_client'], check_mode=module.check_mode,
+        )
+    except kubeconfig.KubeconfigError as exc:
+        module.fail_json(msg='%s: %s' % (entry['dest'], exc) if module.params['kubeconfigs'] else str(exc))
+    changed = pki.apply_plan(module, plan, attribute_paths=[entry['dest']])
+    result = plan.public_result()
+    result.update(changed=changed, dest=entry['dest'], reason=plan.reason)
+    return result, plan.before, plan.after
+
+
 def main():
+    entry_options = dict(
+        dest=dict(type='path', required=True),
+        cluster_name=dict(type='str', default='kubernetes'),
+        server=dict(type='str', required=True),
+        user_name=dict(type='str', required=True),
+        client_cert_path=dict(type='path', required=True),
+        client_key_path=dict(type='path', required=True, no_log=False),
+        embed_client=dict(type='bool', default=True),
+        context_name=dict(type='str'),
+    )
     module = AnsibleModule(
         argument_spec=dict(
-            dest=dict(type='path', required=True),
+            dest=dict(type='path'),
+            kubeconfigs=dict(type='list', elements='dict', options=entry_options),
             cluster_name=dict(type='str', default='kubernetes'),
-            server=dict(type='str', required=True),
+            server=dict(type='str'),
             ca_cert_path=dict(type='path', required=True),
-            user_name=dict(type='str', required=True),
-            client_cert_path=dict(type='path', required=True),
-            client_key_path=dict(type='path', required=True, no_log=False),
+            user_name=dict(type='str'),
+            client_cert_path=dict(type='path'),
+            client_key_path=dict(type='path', no_log=False),
             embed_client=dict(type='bool', default=True),
             context_name=dict(type='str'),
         ),
+        mutually_exclusive=[('dest', 'kubeconfigs')],
+        required_one_of=[('dest', 'kubeconfigs')],
+        required_by={'dest': ('server', 'user_name', 'client_cert_path', 'client_key_path')},
         add_file_common_args=True,
         supports_check_mode=True,
     )
@@ -156,21 +253,27 @@ def main():
     params = module.params
     if params['mode'] is None:
         params['mode'] = '0600'
-    try:
-        plan = kubeconfig.plan_kubeconfig(
-            params['dest'], params['cluster_name'], params['server'], params['ca_cert_path'],
-            params['user_name'], params['client_cert_path'], params['client_key_path'],
-            context_name=params['context_name'], embed_client=params['embed_client'], check_mode=module.check_mode,
-        )
-    except kubeconfig.KubeconfigError as exc:
-        module.fail_json(msg=str(exc))
-    changed = pki.apply_plan(module, plan, attribute_paths=[params['dest']])
-    result = plan.public_result()
-    result.update(changed=changed, dest=params['dest'], reason=plan.reason)
+    if params['kubeconfigs'] is None:
+        result, before, after = _ensure(module, {key: params[key] for key in ENTRY_KEYS})
+        if module._diff:
+            result['diff'] = {'before': before, 'after': after,
+                              'before_header': params['dest'], 'after_header': params['dest']}
+        module.exit_json(**result)
+    dests = [entry['dest'] for entry in params['kubeconfigs']]
+    twice = sorted({d for d in dests if dests.count(d) > 1})
+    if twice:
+        module.fail_json(msg='kubeconfigs: each dest may appear once; repeated: %s' % ', '.join(twice))
+    results, before, after = [], {}, {}
+    for entry in params['kubeconfigs']:
+        result, entry_before, entry_after = _ensure(module, entry)
+        results.append(result)
+        if result['changed']:
+            before[entry['dest']] = entry_before
+            after[entry['dest']] = entry_after
+    output = dict(changed=any(r['changed'] for r in results), kubeconfigs=results)
     if module._diff:
-        result['diff'] = {'before': plan.before, 'after': plan.after,
-                          'before_header': params['dest'], 'after_header': params['dest']}
-    module.exit_json(**result)
+        output['diff'] = {'before': before, 'after': after}
+    module.exit_json(**output)
 
 
 if __name__ == '__main__':
