@@ -32,7 +32,10 @@ options:
     description:
       - Many kubeconfigs of one cluster CA at once (for example every kubeconfig of a control plane),
         which costs one task instead of one per file. Each entry takes the options of a single
-        kubeconfig; O(ca_cert_path) and the file options (owner, group, mode) apply to all.
+        kubeconfig; O(ca_cert_path) and the file options (owner, group, mode) apply to all, and the
+        per-file options (O(server), O(user_name), O(client_cert_path), O(client_key_path),
+        O(context_name)) are refused at the top level.
+      - Every file is checked before any is written, so an error changes none of them.
       - The result is then RV(kubeconfigs), one entry per file, in the same order.
     type: list
     elements: dict
@@ -200,20 +203,22 @@ ENTRY_KEYS = ('dest', 'cluster_name', 'server', 'user_name', 'client_cert_path',
               'context_name')
 
 
-def _ensure(module, entry):
-    """Plan and write one kubeconfig; returns (result, before, after)."""
+def _plan(module, entry):
     try:
-        plan = kubeconfig.plan_kubeconfig(
+        return kubeconfig.plan_kubeconfig(
             entry['dest'], entry['cluster_name'], entry['server'], module.params['ca_cert_path'],
             entry['user_name'], entry['client_cert_path'], entry['client_key_path'],
             context_name=entry['context_name'], embed_client=entry['embed_client'], check_mode=module.check_mode,
-        )
+        ), None
     except kubeconfig.KubeconfigError as exc:
-        module.fail_json(msg='%s: %s' % (entry['dest'], exc) if module.params['kubeconfigs'] else str(exc))
+        return None, ('%s: %s' % (entry['dest'], exc)) if module.params['kubeconfigs'] else str(exc)
+
+
+def _apply(module, plan, entry):
     changed = pki.apply_plan(module, plan, attribute_paths=[entry['dest']])
     result = plan.public_result()
     result.update(changed=changed, dest=entry['dest'], reason=plan.reason)
-    return result, plan.before, plan.after
+    return result
 
 
 def main():
@@ -240,7 +245,8 @@ def main():
             embed_client=dict(type='bool', default=True),
             context_name=dict(type='str'),
         ),
-        mutually_exclusive=[('dest', 'kubeconfigs')],
+        mutually_exclusive=[('dest', 'kubeconfigs')] + [('kubeconfigs', key) for key in (
+            'server', 'user_name', 'client_cert_path', 'client_key_path', 'context_name')],
         required_one_of=[('dest', 'kubeconfigs')],
         required_by={'dest': ('server', 'user_name', 'client_cert_path', 'client_key_path')},
         add_file_common_args=True,
@@ -254,22 +260,35 @@ def main():
     if params['mode'] is None:
         params['mode'] = '0600'
     if params['kubeconfigs'] is None:
-        result, before, after = _ensure(module, {key: params[key] for key in ENTRY_KEYS})
+        entry = {key: params[key] for key in ENTRY_KEYS}
+        plan, error = _plan(module, entry)
+        if error:
+            module.fail_json(msg=error)
+        result = _apply(module, plan, entry)
         if module._diff:
-            result['diff'] = {'before': before, 'after': after,
+            result['diff'] = {'before': plan.before, 'after': plan.after,
                               'before_header': params['dest'], 'after_header': params['dest']}
         module.exit_json(**result)
     dests = [entry['dest'] for entry in params['kubeconfigs']]
     twice = sorted({d for d in dests if dests.count(d) > 1})
     if twice:
         module.fail_json(msg='kubeconfigs: each dest may appear once; repeated: %s' % ', '.join(twice))
-    results, before, after = [], {}, {}
+    # every file is planned before any is written: an error leaves all of them as they were
+    plans, errors = [], []
     for entry in params['kubeconfigs']:
-        result, entry_before, entry_after = _ensure(module, entry)
+        plan, error = _plan(module, entry)
+        plans.append(plan)
+        if error:
+            errors.append(error)
+    if errors:
+        module.fail_json(msg='; '.join(errors))
+    results, before, after = [], {}, {}
+    for entry, plan in zip(params['kubeconfigs'], plans):
+        result = _apply(module, plan, entry)
         results.append(result)
         if result['changed']:
-            before[entry['dest']] = entry_before
-            after[entry['dest']] = entry_after
+            before[entry['dest']] = plan.before
+            after[entry['dest']] = plan.after
     output = dict(changed=any(r['changed'] for r in results), kubeconfigs=results)
     if module._diff:
         output['diff'] = {'before': before, 'after': after}

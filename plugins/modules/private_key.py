@@ -33,6 +33,7 @@ options:
       - Many keys at once, each with its own O(keys[].path) and O(keys[].cert_path); O(key_type) and the
         owner and group apply to all of them.
       - The result is then RV(private_keys), one entry per key, in the same order.
+      - Every key is checked before any is written, so an error changes none of them.
     type: list
     elements: dict
     suboptions:
@@ -142,12 +143,16 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
 
 
-def _ensure(module, path, cert_path):
+def _plan(module, path, cert_path):
     try:
         plan, _key = pki.plan_private_key(path, module.params['key_type'], cert_path=cert_path,
                                           check_mode=module.check_mode)
     except pki.PKIError as exc:
-        module.fail_json(msg=str(exc))
+        return None, str(exc)
+    return plan, None
+
+
+def _apply(module, plan, path):
     for warning in plan.warnings:
         module.warn(warning)
     changed = pki.apply_plan(module, plan, secret_paths=[path])
@@ -176,14 +181,26 @@ def main():
         module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
     params = module.params
     if params['keys'] is None:
-        module.exit_json(**_ensure(module, params['path'], params['cert_path']))
+        plan, error = _plan(module, params['path'], params['cert_path'])
+        if error:
+            module.fail_json(msg=error)
+        module.exit_json(**_apply(module, plan, params['path']))
     paths = [entry['path'] for entry in params['keys']]
     twice = sorted({p for p in paths if paths.count(p) > 1})
     if twice:
         module.fail_json(msg='keys: each path may appear once; repeated: %s' % ', '.join(twice))
-    results = []
+    # every key is planned before any is written: an error leaves all of them as they were
+    plans, errors = [], []
     for entry in params['keys']:
-        result = _ensure(module, entry['path'], entry['cert_path'])
+        plan, error = _plan(module, entry['path'], entry['cert_path'])
+        plans.append(plan)
+        if error:
+            errors.append(error)
+    if errors:
+        module.fail_json(msg='; '.join(errors))
+    results = []
+    for entry, plan in zip(params['keys'], plans):
+        result = _apply(module, plan, entry['path'])
         result['path'] = entry['path']
         if entry['cert_path'] is None:
             result.pop('certificate', None)
