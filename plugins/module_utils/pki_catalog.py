@@ -36,11 +36,9 @@ CA_FILES = (
      "common_name": "kubernetes-front-proxy-ca"},
     {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None},
 )
-# the CA that signs each group of requests (certificate_batch is called once per CA)
-SIGNERS = {
-    "kubernetes": {"cert": PKI_DIR + "/ca.crt", "key": PKI_DIR + "/ca.key"},
-    "front-proxy": {"cert": PKI_DIR + "/front-proxy-ca.crt", "key": PKI_DIR + "/front-proxy-ca.key"},
-}
+CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"))
+# the CAs that sign leaf certificates: batch_requests groups its requests by these names (the spec's "ca")
+SIGNERS = ("kubernetes", "front-proxy")
 
 # kubeadm gives admin.conf this group and binds it to cluster-admin; super-admin.conf alone is in
 # system:masters, which no RBAC rule can restrict (a break-glass credential, on the first control
@@ -173,7 +171,6 @@ def read_found(by_host):
     ``by_host``: {host: what ``ansible.builtin.find`` (paths /etc/kubernetes/pki, patterns the CA
     files, get_checksum) registered there}. A skipped or missing registration means "not asked".
     """
-    names = [entry[key] for entry in CA_FILES for key in ("cert", "key")]
     found, unreachable = {}, []
     for host, reg in by_host.items():
         if not reg or reg.get("skipped"):
@@ -181,7 +178,7 @@ def read_found(by_host):
         if reg.get("unreachable") or "files" not in reg:
             unreachable.append(host)
             continue
-        entry = dict.fromkeys(names)
+        entry = dict.fromkeys(CA_FILE_NAMES)
         for item in reg.get("files") or []:
             name = str(item.get("path", "")).rsplit("/", 1)[-1]
             if name in entry:
@@ -200,8 +197,7 @@ def ca_plan(control_planes, play_hosts, found, unreachable=()):
     for host in unreachable:
         errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
                       "bring it back or take it out of the inventory" % host)
-    files = [entry[key] for entry in CA_FILES for key in ("cert", "key")]
-    for name in files:
+    for name in CA_FILE_NAMES:
         holders = {h: found[h][name] for h in control_planes if h in found and found[h].get(name)}
         if len(set(holders.values())) > 1:
             errors.append(
@@ -214,8 +210,9 @@ def ca_plan(control_planes, play_hosts, found, unreachable=()):
     if not candidates:
         raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
     ca_host = candidates[0]
-    held = {name for name in files if found.get(ca_host, {}).get(name)}
-    elsewhere = sorted({name for h in control_planes if h != ca_host for name in files if found.get(h, {}).get(name)})
+    held = {name for name in CA_FILE_NAMES if found.get(ca_host, {}).get(name)}
+    elsewhere = sorted({name for h in control_planes if h != ca_host
+                        for name in CA_FILE_NAMES if found.get(h, {}).get(name)})
     missing_here = [name for name in elsewhere if name not in held]
     if missing_here:
         errors.append(
@@ -223,8 +220,8 @@ def ca_plan(control_planes, play_hosts, found, unreachable=()):
             "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
             % (ca_host, ", ".join(missing_here), ca_host, PKI_DIR))
     copy_to = [h for h in control_planes if h != ca_host and h in play_hosts
-               and any(not found.get(h, {}).get(name) for name in files)]
-    return {"host": ca_host, "exists": {name: name in held for name in files}, "copy_to": copy_to,
+               and any(not found.get(h, {}).get(name) for name in CA_FILE_NAMES)]
+    return {"host": ca_host, "exists": {name: name in held for name in CA_FILE_NAMES}, "copy_to": copy_to,
             "errors": errors}
 
 
