@@ -44,12 +44,36 @@ def _cmd_mirror(args):
         _write_mirror_vars(server.url(port=None), args.vars)
         return 0
     start = time.monotonic()
-    mirror.build_mirror(refresh=args.refresh, verify=not args.no_verify)
+    mirror.build_mirror(refresh=args.refresh, verify=not args.no_verify, go_sets=_go_sets(args))
     log(f"mirror: {time.monotonic() - start:.1f} s in total")
     if args.serve:
         base_url = server.serve(args.port)
         print(base_url)
         _write_mirror_vars(base_url, args.vars)
+    return 0
+
+
+def _go_sets(args):
+    sets = args.go_set or ["cluster"]
+    return [] if "none" in sets else sets
+
+
+def _cmd_build(args):
+    from . import gobuild
+
+    if args.background_child:
+        return gobuild.run_background_child(_go_sets(args))
+    if args.background:
+        pid, log_path = gobuild.start_background(_go_sets(args))
+        print(f"go builds running in the background (pid {pid}); progress in {log_path}")
+        return 0
+    if args.wait:
+        return gobuild.wait_background()
+    start = time.monotonic()
+    stamps = gobuild.build(_go_sets(args))
+    for line in gobuild.report(stamps):
+        print(line)
+    log(f"build: {time.monotonic() - start:.1f} s in total")
     return 0
 
 
@@ -125,7 +149,7 @@ def _cmd_all(args):
     with timer.step("image"):
         image.build_images(list(SUITES))
     with timer.step("mirror"):
-        mirror.build_mirror(refresh=args.refresh)
+        mirror.build_mirror(refresh=args.refresh, go_sets=_go_sets(args))
     with timer.step("mirror --serve"):
         base_url = server.serve(args.port)
         print(base_url)
@@ -135,6 +159,15 @@ def _cmd_all(args):
     summary = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in timer.steps)
     log(f"all: {time.monotonic() - start:.1f} s in total ({summary})")
     return 0
+
+
+def go_set_arg(p):
+    from .gobuild import SET_NAMES
+
+    p.add_argument("--go-set", action="append", choices=SET_NAMES + ("none",),
+                   help="what the Go builds produce (repeatable): cluster (default: Kubernetes, etcd, containerd, "
+                        "runc, crictl, CNI plugins at the default minor), upgrade (the previous minor's "
+                        "Kubernetes), all, or none")
 
 
 def build_parser():
@@ -147,7 +180,7 @@ def build_parser():
     p = sub.add_parser("host-setup", help="install podman, runc, debootstrap; configure containers.conf")
     p.set_defaults(func=_cmd_host_setup)
 
-    p = sub.add_parser("image", help="build the node images localhost/kubeforge-node:SUITE")
+    p = sub.add_parser("image", help="build the node images localhost/kubeforge-node:SUITE-RECIPE")
     p.add_argument("--suite", action="append", choices=SUITES, help="suite to build (repeatable; default: all)")
     p.add_argument("--force", action="store_true", help="rebuild even when the recipe is unchanged")
     p.set_defaults(func=_cmd_image)
@@ -163,7 +196,17 @@ def build_parser():
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
     p.add_argument("--refresh", action="store_true", help="refresh the Debian package lists now")
     p.add_argument("--no-verify", action="store_true", help="skip running the binaries in the node images")
+    go_set_arg(p)
     p.set_defaults(func=_cmd_mirror)
+
+    p = sub.add_parser("build", help="build release binaries from their Go modules (what the mirror serves)")
+    go_set_arg(p)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--background", action="store_true", help="start the build detached and return at once")
+    group.add_argument("--wait", action="store_true",
+                       help="wait for a background build, showing its progress; exit with its status")
+    group.add_argument("--background-child", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_cmd_build)
 
     def cluster_args(p):
         p.add_argument("--cluster", required=True, help="cluster name (lowercase RFC 1123 label)")
@@ -194,6 +237,7 @@ def build_parser():
     cluster_args(p)
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
     p.add_argument("--refresh", action="store_true", help="refresh the Debian package lists now")
+    go_set_arg(p)
     p.set_defaults(func=_cmd_all)
     return parser
 

@@ -13,8 +13,10 @@ from .common import TestbedError, atomic_write, log, run
 
 # podman, runc, debootstrap for the nodes (podman's recommended packages bring netavark, the
 # network stack the nodes were checked with; iptables is only suggested but netavark needs it);
-# binutils (objdump) and openssh-client (ssh, ssh-keygen) are used by the tool itself.
-HOST_PACKAGES = ("podman", "runc", "debootstrap", "iptables", "binutils", "openssh-client", "tar", "gzip")
+# binutils (objdump) and openssh-client (ssh, ssh-keygen) are used by the tool itself; gcc builds
+# the pause program and, with pkg-config and libseccomp-dev, runc's cgo part.
+HOST_PACKAGES = ("podman", "runc", "debootstrap", "iptables", "binutils", "openssh-client", "tar", "gzip", "gcc",
+                 "libc6-dev", "pkg-config", "libseccomp-dev")
 CONTAINERS_CONF = "/etc/containers/containers.conf"
 ULIMITS = ["nofile=16384:16384", "nproc=16384:16384"]
 CONTAINERS_CONF_TEXT = f"""\

@@ -8,7 +8,16 @@ import re
 
 from .common import atomic_write, read_json
 
-COMPONENTS = ("etcd", "containerd", "runc", "cni_plugins", "kubectl", "image")
+KUBERNETES_COMPONENTS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "kubeadm",
+)
+COMPONENTS = ("etcd", "containerd", "runc", "cni_plugins", "crictl") + KUBERNETES_COMPONENTS + ("image",)
 MANIFEST_KEYS = ("component", "version", "arch", "path", "sha256", "size", "source", "glibc", "runs_on")
 
 _GLIBC_RE = re.compile(r"\bGLIBC_([0-9]+(?:\.[0-9]+)+)\b")
@@ -121,23 +130,38 @@ def mirror_variables(artifacts, base_url, suites):
     bytes, so the versions table's pins do not apply to them). ``testbed_versions``: for each
     component, the newest version that runs on every node suite (what a mixed cluster can use).
     ``testbed_mirror_versions``: every version the mirror holds, oldest first.
+    ``testbed_versions.kubernetes``: the newest release of which every Kubernetes program is held
+    and runs everywhere. ``testbed_substitutes``: {component: {pinned, built, reason}} where the
+    mirror holds another patch than the versions table pins (the Go module proxy lacks that one).
+    ``testbed_images``: {image reference: manifest digest} of the image archives.
     """
-    checksums, held, usable = {}, {}, {}
+    checksums, held, usable, substitutes, images = {}, {}, {}, {}, {}
     for artifact in artifacts:
         component = artifact["component"]
         if component == "image":
+            if artifact.get("digest"):
+                images[artifact["image"]] = artifact["digest"]
             continue
         version = artifact["version"]
+        if artifact.get("pinned"):
+            substitutes[component] = {"pinned": artifact["pinned"], "built": version,
+                                      "reason": artifact.get("substitute", "")}
         checksums.setdefault(component, {}).setdefault(version, {})[artifact["arch"]] = "sha256:" + artifact["sha256"]
         held.setdefault(component, set()).add(version)
         runs_on = artifact.get("runs_on") or []
         if all(suite in runs_on for suite in suites):
             usable.setdefault(component, set()).add(version)
+    versions = {c: max(v, key=_version_key) for c, v in sorted(usable.items())}
+    complete = set.intersection(*(usable.get(c, set()) for c in KUBERNETES_COMPONENTS))
+    if complete:
+        versions["kubernetes"] = max(complete, key=_version_key)
     return {
         "kubeforge_files_mirror": base_url,
         "kubeforge_download_checksums": checksums,
-        "testbed_versions": {c: max(v, key=_version_key) for c, v in sorted(usable.items())},
+        "testbed_versions": versions,
         "testbed_mirror_versions": {c: sorted(v, key=_version_key) for c, v in sorted(held.items())},
+        "testbed_substitutes": substitutes,
+        "testbed_images": dict(sorted(images.items())),
     }
 
 

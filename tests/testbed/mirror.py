@@ -1,40 +1,36 @@
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""The local file mirror: Debian's packages of etcd, containerd, runc, CNI plugins and kubectl,
-repackaged in the upstream release layout (path below the mirror root = upstream host + path),
-plus two OCI image archives for containers inside the nodes.
+"""The local file mirror: release files in the upstream layout (path below the mirror root =
+upstream host + path), and OCI image archives for containers inside the nodes.
 
-Versions are whatever bookworm, trixie and sid carry at the time of the build; an artifact is
-rebuilt only when the Debian package it comes from changes.
+Two sources: the Go builds (gobuild: Kubernetes, etcd 3.6, containerd 2.x, runc, crictl, CNI
+plugins at the versions of the versions table) and Debian's packages of etcd, containerd, runc and
+the CNI plugins, repackaged, for the older releases that upgrade tests start from. Debian's
+versions are whatever bookworm, trixie and sid carry at the time of the build; an artifact is
+rebuilt only when the Debian package or the Go recipe it comes from changes.
 """
 
 import concurrent.futures
 import datetime
 import glob
-import gzip
 import hashlib
+import json
 import os
 import shutil
 import tarfile
 import tempfile
 import time
 
+from . import gobuild, goartifacts, oci
 from . import image as node_image
 from . import podman as pm
-from .common import TestbedError, Timer, atomic_write, locked, log, run, state_path
-from .manifest import (
-    checksum_line,
-    glibc_key,
-    load_manifest,
-    max_glibc,
-    sha256_file,
-    upstream_version,
-    write_manifest,
-)
+from .common import TestbedError, Timer, atomic_write, debian_archives, locked, log, run, state_path
+from .manifest import glibc_key, load_manifest, upstream_version, write_manifest
+from .release import binary_glibc, copy_file, write_checksums, write_tar_gz
 
 ARCH = "amd64"
-DEBIAN = "http://deb.debian.org/debian"
-DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+# The machine's own Debian archive (or KUBEFORGE_DEBIAN_MIRROR), for every suite.
+DEBIAN, DEBIAN_SECURITY = debian_archives()
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 SUITE_ORDER = ("bookworm", "trixie", "sid")
 APT_SOURCES = {
@@ -44,15 +40,15 @@ APT_SOURCES = {
 }
 LISTS_MAX_AGE = 6 * 3600
 
-# component -> alternatives of Debian package sets (first package gives the version)
+# component -> the Debian packages it is built from (the first gives the version)
 PACKAGES = {
-    "etcd": (("etcd-server", "etcd-client"),),
-    "containerd": (("containerd",),),
-    "runc": (("runc",),),
-    "cni_plugins": (("containernetworking-plugins",),),
-    "kubectl": (("kubectl",), ("kubernetes-client",)),
+    "etcd": ("etcd-server", "etcd-client"),
+    "containerd": ("containerd",),
+    "runc": ("runc",),
+    "cni_plugins": ("containernetworking-plugins",),
 }
 IMAGE_SOURCE_SUITE = "bookworm"
+IMAGE_PACKAGES = ("busybox", "libc6")
 
 # Files of each release archive: (name, required)
 ETCD_BINARIES = (("etcd", True), ("etcdctl", True), ("etcdutl", False))
@@ -78,6 +74,8 @@ VERSION_COMMANDS = {
     "ctr": "{bin} --version",
     "runc": "{bin} --version",
     "kubectl": "{bin} version --client",
+    "kubeadm": "{bin} version -o short",
+    "crictl": "{bin} --version",
 }
 CNI_VERSION_COMMAND = "CNI_COMMAND=VERSION {bin}"
 # Bumped when the commands above change: artifacts are then checked again.
@@ -114,11 +112,10 @@ int main(void)
     return 0;
 }
 """
-IMAGE_RECIPE_VERSION = "1"
+IMAGE_RECIPE_VERSION = "3"
+IMAGES_DIR = "testbed/images"
 BUSYBOX_IMAGE = "docker.io/library/busybox:testbed"
-PAUSE_IMAGE = "registry.k8s.io/pause:testbed"
-BUSYBOX_PATH = "testbed/images/busybox.oci.tar"
-PAUSE_PATH = "testbed/images/pause.oci.tar"
+PAUSE_NAME = "registry.k8s.io/pause"
 
 
 def mirror_root():
@@ -142,8 +139,6 @@ def artifact_path(component, version, arch=ARCH):
         return f"github.com/opencontainers/runc/releases/download/v{version}/runc.{arch}"
     if component == "cni_plugins":
         return f"github.com/containernetworking/plugins/releases/download/v{version}/cni-plugins-linux-{arch}-v{version}.tgz"
-    if component == "kubectl":
-        return f"dl.k8s.io/release/v{version}/bin/linux/{arch}/kubectl"
     raise ValueError(f"unknown component {component!r}")
 
 
@@ -253,21 +248,19 @@ def plan_artifacts(candidates_by_suite, order=SUITE_ORDER):
     plans = {}
     for suite in order:
         available = candidates_by_suite.get(suite) or {}
-        for component, alternatives in PACKAGES.items():
-            for packages in alternatives:
-                if all(package in available for package in packages):
-                    version = upstream_version(available[packages[0]])
-                    key = (component, version)
-                    if key not in plans:
-                        plans[key] = {
-                            "component": component,
-                            "version": version,
-                            "suite": suite,
-                            "packages": [(package, available[package]) for package in packages],
-                            "suites": [],
-                        }
-                    plans[key]["suites"].append(suite)
-                    break
+        for component, packages in PACKAGES.items():
+            if all(package in available for package in packages):
+                version = upstream_version(available[packages[0]])
+                key = (component, version)
+                if key not in plans:
+                    plans[key] = {
+                        "component": component,
+                        "version": version,
+                        "suite": suite,
+                        "packages": [(package, available[package]) for package in packages],
+                        "suites": [],
+                    }
+                plans[key]["suites"].append(suite)
     return [plans[key] for key in sorted(plans, key=lambda k: (list(PACKAGES).index(k[0]), glibc_key(k[1])))]
 
 
@@ -294,37 +287,6 @@ def _find_file(root, name, prefer=("usr/bin", "usr/sbin", "bin", "sbin")):
 def _is_elf(path):
     with open(path, "rb") as handle:
         return handle.read(4) == b"\x7fELF"
-
-
-def write_tar_gz(destination, entries):
-    """Reproducible tar.gz: entries are (arcname, source file or None for a directory, mode, mtime)."""
-    partial = destination + ".partial"
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    with open(partial, "wb") as raw:
-        with gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=6) as compressed:
-            with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as archive:
-                for arcname, source, mode, mtime in entries:
-                    info = tarfile.TarInfo(arcname)
-                    info.mode = mode
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = "root"
-                    info.mtime = int(mtime)
-                    if source is None:
-                        info.type = tarfile.DIRTYPE
-                        archive.addfile(info)
-                    else:
-                        info.size = os.path.getsize(source)
-                        with open(source, "rb") as handle:
-                            archive.addfile(info, handle)
-    os.replace(partial, destination)
-
-
-def _copy_file(source, destination, mode=0o755):
-    partial = destination + ".partial"
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    shutil.copyfile(source, partial)
-    os.chmod(partial, mode)
-    os.replace(partial, destination)
 
 
 def _collect(root, wanted, what):
@@ -355,9 +317,9 @@ def repackage(component, version, root, destination):
             (f"bin/{name}", path, 0o755, os.path.getmtime(path)) for name, path in binaries
         ]
         write_tar_gz(destination, entries)
-    elif component in ("runc", "kubectl"):
+    elif component == "runc":
         binaries = _collect(root, ((component, True),), f"{component} {version}")
-        _copy_file(binaries[0][1], destination)
+        copy_file(binaries[0][1], destination)
     elif component == "cni_plugins":
         plugin_dir = os.path.join(root, "usr/lib/cni")
         if not os.path.isdir(plugin_dir):
@@ -377,24 +339,6 @@ def repackage(component, version, root, destination):
     else:
         raise ValueError(component)
     return binaries
-
-
-def binary_glibc(path):
-    proc = run(["objdump", "-T", path], check=False)
-    return max_glibc(proc.stdout) if proc.returncode == 0 else None
-
-
-def write_checksums(path):
-    """``<file>.sha256`` beside the artifact; for etcd also the release directory's SHA256SUMS."""
-    digest = sha256_file(path)
-    directory, filename = os.path.split(path)
-    atomic_write(path + ".sha256", checksum_line(digest, filename))
-    if "/etcd-io/etcd/releases/download/" in path:
-        lines = []
-        for other in sorted(glob.glob(os.path.join(directory, "*.tar.gz"))):
-            lines.append(checksum_line(digest if other == path else sha256_file(other), os.path.basename(other)))
-        atomic_write(os.path.join(directory, "SHA256SUMS"), "".join(lines))
-    return digest
 
 
 def build_artifact(plan, apt_suites, previous):
@@ -452,137 +396,173 @@ def build_artifact(plan, apt_suites, previous):
 # --- OCI images for containers inside the nodes ---------------------------------------------------
 
 
-def _podman_archive(rootfs, changes, name, destination):
-    """podman import a root tree, then save it as an OCI archive."""
-    tarball = rootfs.rstrip("/") + ".tar"
-    run(["tar", "--numeric-owner", "--owner=0", "--group=0", "-C", rootfs, "-cf", tarball, "."])
-    args = []
-    for change in changes:
-        args += ["--change", change]
-    pm.podman("import", *args, tarball, name, timeout=600)
-    partial = destination + ".partial"
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    if os.path.exists(partial):
-        os.unlink(partial)
-    pm.podman("save", "--format", "oci-archive", "-o", partial, name, timeout=600)
-    os.replace(partial, destination)
+def image_file(reference):
+    """``registry.k8s.io/pause:3.10.2`` -> ``testbed/images/pause-3.10.2.oci.tar``."""
+    name, tag = oci.split_reference(reference)
+    return f"{IMAGES_DIR}/{name.rsplit('/', 1)[-1]}-{tag}.oci.tar"
 
 
-def _image_record(relative, version, source, image_ref):
+def _image_record(reference, source, digest):
+    relative = image_file(reference)
     destination = os.path.join(mirror_root(), relative)
-    digest = write_checksums(destination)
+    name, tag = oci.split_reference(reference)
     return {
         "component": "image",
-        "version": version,
+        "version": tag,
         "arch": ARCH,
         "path": relative,
-        "sha256": digest,
+        "sha256": write_checksums(destination),
         "size": os.path.getsize(destination),
         "source": source,
         "glibc": None,
         "runs_on": [],
-        "image": image_ref,
+        "image": reference,
+        "name": name,
+        "digest": digest,
     }
 
 
-def build_images(apt, busybox_version, previous):
-    """busybox (Debian's busybox-static, applets as symlinks) and pause (static C, or busybox sleep)."""
-    records, changed = [], False
-    if not busybox_version:
-        raise TestbedError(f"{apt.suite} does not carry busybox-static")
-    busybox_source = f"debian {apt.suite} busybox-static {busybox_version} (recipe {IMAGE_RECIPE_VERSION})"
+def _fresh(previous, reference, source):
+    """The earlier record of an image archive, when it was built from the same source and is there."""
+    relative = image_file(reference)
+    old = previous.get(relative)
+    path = os.path.join(mirror_root(), relative)
+    if old and old.get("source") == source and old.get("digest") and os.path.isfile(path) \
+            and os.path.getsize(path) == old.get("size"):
+        return old
+    return None
+
+
+def build_image(reference, source, layers, config, previous):
+    """One OCI archive (unless an identical one exists); returns (record, changed)."""
+    old = _fresh(previous, reference, source)
+    if old:
+        return old, False
+    destination = os.path.join(mirror_root(), image_file(reference))
+    digest = oci.build_archive(destination, [reference], layers, config)
+    return _image_record(reference, source, digest), True
+
+
+def _needed_libraries(binary, tree):
+    """Shared libraries ``binary`` needs (recursively), found in the unpacked package ``tree``."""
+    found, todo = {}, [binary]
+    while todo:
+        proc = run(["objdump", "-p", todo.pop()])
+        for line in proc.stdout.splitlines():
+            words = line.split()
+            if len(words) == 2 and words[0] == "NEEDED" and words[1] not in found:
+                path = _find_file(tree, words[1], prefer=("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
+                if not path:
+                    raise TestbedError(f"{os.path.basename(binary)} needs {words[1]}, which libc6 does not hold")
+                found[words[1]] = path
+                todo.append(path)
+    return found
+
+
+def busybox_entries(busybox, applets, libraries, loader):
+    """busybox with its applets as links, and the glibc it is linked against: name lookups of a
+    static glibc program need glibc's shared NSS modules, which an image without them lacks. (Debian's
+    busybox 1.35 wget crashes with -T whichever the build: tests wrap it in `timeout` instead.)"""
+    entries = [oci.file_from("bin/busybox", busybox)]
+    entries += [oci.symlink(applet, "/bin/busybox") for applet in applets if applet != "bin/busybox"]
+    entries += [oci.file_from(f"lib/x86_64-linux-gnu/{name}", path) for name, path in sorted(libraries.items())]
+    entries.append(oci.file_from("lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", loader))
+    entries.append(oci.symlink("lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"))
+    entries += [oci.directory(name) for name in ("etc", "root", "proc", "sys", "dev", "var", "usr/bin", "usr/sbin")]
+    entries.append(oci.Entry("tmp", "dir", mode=0o1777))
+    entries.append(oci.file_text("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                                 "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
+    entries.append(oci.file_text("etc/group", "root:x:0:\nnogroup:x:65534:\n"))
+    return entries
+
+
+def build_images(apt, versions, previous, pause_tags=()):
+    """busybox (Debian's, with its glibc; applets as links) and pause (a static C program written
+    here), under every tag in ``pause_tags`` plus ``testbed``. ``versions``: the suite's package
+    versions of busybox and libc6."""
+    missing = [name for name in IMAGE_PACKAGES if not versions.get(name)]
+    if missing:
+        raise TestbedError(f"{apt.suite} does not carry {', '.join(missing)}")
     gcc = shutil.which("gcc")
-    pause_source = (
-        f"gcc -static pause.c sha256:{hashlib.sha256(PAUSE_SOURCE.encode()).hexdigest()[:16]}"
-        if gcc
-        else f"busybox sleep from {busybox_source}"
-    )
-    pause_source += f" (recipe {IMAGE_RECIPE_VERSION})"
-
-    def fresh(relative, source):
-        old = previous.get(relative)
-        path = os.path.join(mirror_root(), relative)
-        return (
-            old
-            if old and old.get("source") == source and os.path.isfile(path) and os.path.getsize(path) == old.get("size")
-            else None
-        )
-
-    busybox_old, pause_old = fresh(BUSYBOX_PATH, busybox_source), fresh(PAUSE_PATH, pause_source)
-    if busybox_old and pause_old:
-        return [busybox_old, pause_old], False
-
+    if not gcc:
+        raise TestbedError("gcc is needed for the pause image (hack/testbed host-setup installs it)")
+    packages = ", ".join(f"{name} {versions[name]}" for name in IMAGE_PACKAGES)
+    busybox_source = f"debian {apt.suite} {packages} (recipe {IMAGE_RECIPE_VERSION})"
+    pause_source = (f"gcc -static pause.c sha256:{hashlib.sha256(PAUSE_SOURCE.encode()).hexdigest()[:16]} "
+                    f"(recipe {IMAGE_RECIPE_VERSION})")
+    pause_refs = [f"{PAUSE_NAME}:{tag}" for tag in sorted(set(pause_tags) | {"testbed"})]
+    wanted = [(BUSYBOX_IMAGE, busybox_source)] + [(ref, pause_source) for ref in pause_refs]
+    if all(_fresh(previous, ref, source) for ref, source in wanted):
+        return [_fresh(previous, ref, source) for ref, source in wanted], False
     timer = Timer(prefix="mirror images: ")
+    records, changed = [], False
     work = tempfile.mkdtemp(prefix="images-", dir=state_path("build"))
     try:
-        with timer.step(f"busybox-static {busybox_version}"):
-            deb = apt.download("busybox-static", busybox_version, os.path.join(work, "debs"))
+        with timer.step(f"busybox ({packages})"):
             tree = os.path.join(work, "tree")
-            run(["dpkg-deb", "-x", deb, tree])
+            for name in IMAGE_PACKAGES:
+                run(["dpkg-deb", "-x", apt.download(name, versions[name], os.path.join(work, "debs")), tree])
             busybox = _find_file(tree, "busybox")
-            if not busybox:
-                raise TestbedError("busybox-static has no busybox binary")
+            loader = _find_file(tree, "ld-linux-x86-64.so.2", prefer=("lib/x86_64-linux-gnu",))
+            if not busybox or not loader:
+                raise TestbedError("the busybox and libc6 packages hold no busybox or no ld-linux-x86-64.so.2")
+            libraries = _needed_libraries(busybox, tree)
             applets = run([busybox, "--list-full"]).stdout.split()
-        if busybox_old:
-            records.append(busybox_old)
-        else:
-            with timer.step("busybox image"):
-                root = os.path.join(work, "busybox")
-                for directory in (
-                    "bin",
-                    "sbin",
-                    "usr/bin",
-                    "usr/sbin",
-                    "etc",
-                    "root",
-                    "tmp",
-                    "proc",
-                    "sys",
-                    "dev",
-                    "var",
-                ):
-                    os.makedirs(os.path.join(root, directory), exist_ok=True)
-                os.chmod(os.path.join(root, "tmp"), 0o1777)
-                _copy_file(busybox, os.path.join(root, "bin/busybox"))
-                for applet in applets:
-                    link = os.path.join(root, applet)
-                    if applet != "bin/busybox" and not os.path.lexists(link):
-                        os.makedirs(os.path.dirname(link), exist_ok=True)
-                        os.symlink("/bin/busybox", link)
-                with open(os.path.join(root, "etc/passwd"), "w", encoding="ascii") as handle:
-                    handle.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-                with open(os.path.join(root, "etc/group"), "w", encoding="ascii") as handle:
-                    handle.write("root:x:0:\nnogroup:x:65534:\n")
-                _podman_archive(root, ['CMD ["sh"]'], BUSYBOX_IMAGE, os.path.join(mirror_root(), BUSYBOX_PATH))
-                records.append(_image_record(BUSYBOX_PATH, "testbed", busybox_source, BUSYBOX_IMAGE))
-                changed = True
-        if pause_old:
-            records.append(pause_old)
-        else:
-            with timer.step("pause image"):
-                root = os.path.join(work, "pause")
-                os.makedirs(root)
-                if gcc:
-                    source = os.path.join(work, "pause.c")
-                    with open(source, "w", encoding="ascii") as handle:
-                        handle.write(PAUSE_SOURCE)
-                    run([gcc, "-static", "-Os", "-s", "-o", os.path.join(root, "pause"), source])
-                    entrypoint = '["/pause"]'
-                else:
-                    os.makedirs(os.path.join(root, "bin"))
-                    _copy_file(busybox, os.path.join(root, "bin/busybox"))
-                    entrypoint = '["/bin/busybox", "sleep", "2147483647"]'
-                _podman_archive(
-                    root,
-                    [f"ENTRYPOINT {entrypoint}", "USER 65535:65535"],
-                    PAUSE_IMAGE,
-                    os.path.join(mirror_root(), PAUSE_PATH),
-                )
-                records.append(_image_record(PAUSE_PATH, "testbed", pause_source, PAUSE_IMAGE))
-                changed = True
+            record, built = build_image(BUSYBOX_IMAGE, busybox_source,
+                                        [busybox_entries(busybox, applets, libraries, loader)], {"Cmd": ["sh"]},
+                                        previous)
+            records.append(record)
+            changed |= built
+        with timer.step(f"pause {', '.join(pause_refs)}"):
+            source = os.path.join(work, "pause.c")
+            with open(source, "w", encoding="ascii") as handle:
+                handle.write(PAUSE_SOURCE)
+            program = os.path.join(work, "pause")
+            run([gcc, "-static", "-Os", "-s", "-o", program, source])
+            for reference in pause_refs:
+                record, built = build_image(reference, pause_source, [[oci.file_from("pause", program)]],
+                                            {"Entrypoint": ["/pause"], "User": "65535:65535"}, previous)
+                records.append(record)
+                changed |= built
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return records, changed
+
+
+def build_program_images(stamps, previous):
+    """An image for each program of the Go builds that runs in the cluster (CoreDNS, ...): the
+    static program, /etc/passwd and /etc/group, a writable /tmp."""
+    records, changed = [], False
+    for stamp in stamps:
+        if stamp["component"] not in gobuild.IMAGES:
+            continue
+        name, entrypoint, user = gobuild.IMAGES[stamp["component"]]
+        reference = f"{name}:v{stamp['version']}"
+        program = os.path.join(stamp["dir"], stamp["component"])
+        entries = [
+            oci.file_from(entrypoint[0], program),
+            oci.file_text("etc/passwd", "root:x:0:0:root:/root:/sbin/nologin\n"
+                          "nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
+                          "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"),
+            oci.file_text("etc/group", "root:x:0:\nnogroup:x:65534:\nnonroot:x:65532:\n"),
+            oci.Entry("tmp", "dir", mode=0o1777),
+        ]
+        source = f"{goartifacts.source_text(stamp)} (image recipe {IMAGE_RECIPE_VERSION})"
+        record, built = build_image(reference, source, [entries], {"Entrypoint": entrypoint, "User": user}, previous)
+        records.append(record)
+        changed |= built
+    return records, changed
+
+
+def write_image_index(records):
+    """``testbed/images/index.json``: name, tag, digest and archive of every image, for tests and
+    for the roles' image import."""
+    images = sorted(
+        ({"name": r["name"], "tag": r["version"], "digest": r["digest"], "path": r["path"], "sha256": r["sha256"]}
+         for r in records if r["component"] == "image"),
+        key=lambda item: (item["name"], item["tag"]),
+    )
+    atomic_write(os.path.join(mirror_root(), IMAGES_DIR, "index.json"), json.dumps({"images": images}, indent=2) + "\n")
 
 
 # --- running the binaries in the node images ---------------------------------------------------
@@ -592,8 +572,8 @@ def _stage_for_check(record, directory):
     """Unpack the mirror artifact itself (not the .deb) into ``directory``; return binary names."""
     path = os.path.join(mirror_root(), record["path"])
     os.makedirs(directory, exist_ok=True)
-    if record["component"] in ("runc", "kubectl"):
-        _copy_file(path, os.path.join(directory, record["component"]))
+    if not path.endswith((".tar.gz", ".tgz")):
+        copy_file(path, os.path.join(directory, record["component"]))
         return [record["component"]]
     names = []
     with tarfile.open(path, "r:gz") as archive:
@@ -714,10 +694,8 @@ def verify_artifacts(records, suites):
 
 
 def _collect_candidates(apt_suites, refresh):
-    wanted = sorted(
-        {package for alternatives in PACKAGES.values() for packages in alternatives for package in packages}
-    )
-    wanted.append("busybox-static")
+    wanted = sorted({package for packages in PACKAGES.values() for package in packages})
+    wanted += IMAGE_PACKAGES
 
     def one(suite):
         updated = apt_suites[suite].update(refresh=refresh)
@@ -728,12 +706,12 @@ def _collect_candidates(apt_suites, refresh):
     return {suite: found for suite, found, _updated in results}, [suite for suite, _f, updated in results if updated]
 
 
-def build_mirror(refresh=False, verify=True):
+def build_mirror(refresh=False, verify=True, go_sets=("cluster",)):
     with locked("mirror"):
-        return _build_mirror(refresh, verify)
+        return _build_mirror(refresh, verify, go_sets)
 
 
-def _build_mirror(refresh, verify_binaries):
+def _build_mirror(refresh, verify_binaries, go_sets):
     os.makedirs(mirror_root(), exist_ok=True)
     os.makedirs(state_path("build"), exist_ok=True)
     apt_suites = {suite: AptSuite(suite) for suite in SUITE_ORDER}
@@ -744,25 +722,45 @@ def _build_mirror(refresh, verify_binaries):
         log(f"mirror: refreshed package lists of {', '.join(updated)}")
     for suite in SUITE_ORDER:
         found = ", ".join(
-            f"{name} {version}" for name, version in sorted(candidates[suite].items()) if name != "busybox-static"
+            f"{name} {version}" for name, version in sorted(candidates[suite].items()) if name not in IMAGE_PACKAGES
         )
         log(f"mirror: {suite} carries {found or 'none of the packages'}")
-    plans = plan_artifacts(candidates)
     previous = load_manifest(manifest_path())
+    stamps = []
+    if go_sets:
+        with timer.step(f"go builds ({', '.join(go_sets)})"):
+            stamps = gobuild.build(go_sets)
+        goartifacts.write_build_report(os.path.join(mirror_root(), "go-builds.json"), stamps)
+    built_paths = goartifacts.paths_of(stamps)
+
+    def debian_plans(found):
+        # What the Go builds produce at the same upstream path replaces Debian's build of it.
+        return [plan for plan in plan_artifacts(found)
+                if artifact_path(plan["component"], plan["version"]) not in built_paths]
+
     try:
-        records, changed = _build_all(plans, apt_suites, previous)
+        records, changed = _build_all(debian_plans(candidates), apt_suites, previous)
     except TestbedError:
         if refresh:
             raise
         # A package version may have left the archive since the lists were fetched.
         log("mirror: a download failed; refreshing the package lists and trying again")
         candidates, _updated = _collect_candidates(apt_suites, True)
-        plans = plan_artifacts(candidates)
-        records, changed = _build_all(plans, apt_suites, previous)
+        records, changed = _build_all(debian_plans(candidates), apt_suites, previous)
+    go_records, go_changed = goartifacts.package(stamps, mirror_root(), previous)
+    records += go_records
+    changed = changed or go_changed
+    pause_tags = {gobuild.kubeadm_constants(stamp["version"])["pause"]
+                  for stamp in stamps if stamp["component"] == "kubernetes"}
     with timer.step("images"):
         image_records, images_changed = build_images(
-            apt_suites[IMAGE_SOURCE_SUITE], candidates[IMAGE_SOURCE_SUITE].get("busybox-static"), previous
+            apt_suites[IMAGE_SOURCE_SUITE], candidates[IMAGE_SOURCE_SUITE], previous,
+            pause_tags=pause_tags,
         )
+        program_records, programs_changed = build_program_images(stamps, previous)
+        image_records += program_records
+        images_changed = images_changed or programs_changed
+        write_image_index(image_records)
     changed = changed or images_changed
     # Artifacts no Debian suite carries any more stay in the mirror (tests may pin them).
     current = {record["path"] for record in records}
@@ -802,4 +800,4 @@ def _report(records):
     for record in records:
         runs = ",".join(record.get("runs_on") or []) or "-"
         glibc = record.get("glibc") or "static"
-        log(f"  {record['component']:<12} {record['version']:<8} glibc {glibc:<6} runs on {runs:<16} {record['path']}")
+        log(f"  {record['component']:<23} {record['version']:<8} glibc {glibc:<6} runs on {runs:<16} {record['path']}")

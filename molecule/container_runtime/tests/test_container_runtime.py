@@ -76,7 +76,7 @@ def cri_call(host):
 @pytest.fixture()
 def busybox(host):
     """The busybox image imported into containerd's k8s.io namespace (from the mirror)."""
-    url = mirror_url() + "/testbed/images/busybox.oci.tar"
+    url = mirror_url() + "/testbed/images/busybox-testbed.oci.tar"
     host.run_expect([0], "python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' %s /tmp/busybox.oci.tar", url)
     host.run_expect([0], "ctr -n k8s.io images import /tmp/busybox.oci.tar")
     return IMAGE

@@ -147,3 +147,34 @@ def test_write_and_load(tmp_path):
     loaded = load_manifest(str(path))
     assert loaded == {extra["path"]: extra}
     assert load_manifest(str(tmp_path / "missing.json")) == {}
+
+
+def test_mirror_variables_checksums_versions_substitutes_images():
+    from testbed.manifest import KUBERNETES_COMPONENTS, mirror_variables
+
+    suites = ("bookworm", "trixie")
+    records = [
+        artifact(version="3.4.23", path="e/3.4.23", runs_on=["bookworm", "trixie"], sha256="a" * 64),
+        artifact(version="3.6.8", path="e/3.6.8", runs_on=["bookworm", "trixie"], sha256="b" * 64,
+                 pinned="3.6.9", substitute="go.etcd.io/etcd/etcdctl/v3@v3.6.9 not served"),
+        # runs on one suite only: held, not usable by a mixed cluster
+        artifact(component="runc", version="1.4.3", path="r/1.4.3", runs_on=["bookworm"], sha256="c" * 64),
+        artifact(component="image", version="3.10.2", path="testbed/images/pause-3.10.2.oci.tar", glibc=None,
+                 runs_on=[], image="registry.k8s.io/pause:3.10.2", digest="sha256:" + "d" * 64),
+    ]
+    records += [artifact(component=name, version="1.36.4", path=f"k/{name}", runs_on=list(suites), sha256="e" * 64)
+                for name in KUBERNETES_COMPONENTS]
+    # an older Kubernetes of which one program is missing does not count as a release
+    records += [artifact(component=name, version="1.35.8", path=f"k35/{name}", runs_on=list(suites), sha256="f" * 64)
+                for name in KUBERNETES_COMPONENTS if name != "kubelet"]
+    variables = mirror_variables(records, "http://10.88.0.1:18080", suites)
+    assert variables["kubeforge_files_mirror"] == "http://10.88.0.1:18080"
+    assert variables["kubeforge_download_checksums"]["etcd"]["3.6.8"] == {"amd64": "sha256:" + "b" * 64}
+    assert variables["testbed_versions"]["etcd"] == "3.6.8"
+    assert "runc" not in variables["testbed_versions"]
+    assert variables["testbed_mirror_versions"]["runc"] == ["1.4.3"]
+    assert variables["testbed_versions"]["kubernetes"] == "1.36.4"
+    assert variables["testbed_versions"]["kube-apiserver"] == "1.36.4"
+    assert variables["testbed_substitutes"] == {"etcd": {"pinned": "3.6.9", "built": "3.6.8",
+                                                         "reason": "go.etcd.io/etcd/etcdctl/v3@v3.6.9 not served"}}
+    assert variables["testbed_images"] == {"registry.k8s.io/pause:3.10.2": "sha256:" + "d" * 64}

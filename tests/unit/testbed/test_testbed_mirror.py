@@ -8,8 +8,7 @@ import tarfile
 
 import pytest
 
-from testbed import mirror
-from testbed import common
+from testbed import common, goartifacts, manifest, mirror
 
 CANDIDATES = {
     "bookworm": {
@@ -58,9 +57,6 @@ def test_plan_versions_come_from_the_packages():
         ("containerd", "2.1.9"),
         ("etcd", "3.4.23"),
         ("etcd", "3.5.16"),
-        ("kubectl", "1.20.2"),
-        ("kubectl", "1.32.3"),
-        ("kubectl", "1.36.4"),
         ("runc", "1.1.15"),
         ("runc", "1.1.5"),
     ]
@@ -71,10 +67,9 @@ def test_plan_needs_every_package_of_a_set():
     assert ("etcd", "3.5.30") not in plans_by_key()
 
 
-def test_plan_prefers_the_first_package_alternative():
-    plans = plans_by_key()
-    assert plans[("kubectl", "1.36.4")]["packages"] == [("kubectl", "1.36.4+ds-1")]
-    assert plans[("kubectl", "1.32.3")]["packages"] == [("kubernetes-client", "1.32.3+ds-2")]
+def test_kubectl_is_not_taken_from_debian():
+    # kubectl comes from the Go builds at the version of the cluster, like the other programs
+    assert not [key for key in plans_by_key() if key[0] == "kubectl"]
 
 
 def test_plan_order_is_by_component_then_version():
@@ -98,7 +93,6 @@ def test_plan_order_is_by_component_then_version():
             "1.1.1",
             "github.com/containernetworking/plugins/releases/download/v1.1.1/cni-plugins-linux-amd64-v1.1.1.tgz",
         ),
-        ("kubectl", "1.32.3", "dl.k8s.io/release/v1.32.3/bin/linux/amd64/kubectl"),
     ],
 )
 def test_paths_follow_the_upstream_urls(component, version, path):
@@ -123,9 +117,12 @@ def test_paths_match_release_urls_document():
         url = re.search(pattern, text).group(1).replace("VERSION", "9.8.7").replace("ARCH", "amd64")
         assert mirror.artifact_path(component, "9.8.7") == url
     k8s = re.search(r"\| kubelet, kubectl.*?\| https://(\S+) \|", text).group(1)
-    assert mirror.artifact_path("kubectl", "1.2.3") == k8s.replace("VERSION", "1.2.3").replace("ARCH", "amd64").replace(
-        "NAME", "kubectl"
-    )
+    built = {component: path for component, path, _f, _m in goartifacts.layouts("kubernetes", "1.2.3")}
+    for name in manifest.KUBERNETES_COMPONENTS:
+        assert built[name] == k8s.replace("VERSION", "1.2.3").replace("ARCH", "amd64").replace("NAME", name)
+    crictl = re.search(r"\| crictl \| https://(\S+) \|", text).group(1)
+    assert [path for _c, path, _f, _m in goartifacts.layouts("crictl", "9.8.7")] == [
+        crictl.replace("VERSION", "9.8.7").replace("ARCH", "amd64")]
 
 
 def fake_tree(root, files):
