@@ -4,8 +4,10 @@
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -162,3 +164,61 @@ def ensure_ssh_key():
     os.chmod(key, 0o600)
     with open(key + ".pub", encoding="ascii") as handle:
         return handle.read().strip()
+
+
+DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "sid", "oldstable", "stable", "testing", "unstable")
+DEFAULT_ARCHIVE = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_ARCHIVE = "http://deb.debian.org/debian-security"
+
+
+def apt_source_entries(texts):
+    """(URI, suite) pairs of the `deb` entries in apt sources, one-line or deb822 format."""
+    entries = []
+    for name, text in texts:
+        if name.endswith(".sources"):
+            for stanza in re.split(r"\n\s*\n", text):
+                fields = {}
+                for line in stanza.splitlines():
+                    if line.startswith("#") or ":" not in line:
+                        continue
+                    key, value = line.split(":", 1)
+                    fields[key.strip().lower()] = value.split()
+                if "deb" not in fields.get("types", []) or fields.get("enabled", ["yes"])[0] == "no":
+                    continue
+                entries += [(uri, suite) for uri in fields.get("uris", []) for suite in fields.get("suites", [])]
+        else:
+            for line in text.splitlines():
+                words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+                if len(words) >= 3 and words[0] == "deb":
+                    entries.append((words[1], words[2]))
+    return entries
+
+
+def debian_archives(environ=None, sources_dir="/etc/apt"):
+    """(archive URL, security archive URL) for Debian packages.
+
+    ``KUBEFORGE_DEBIAN_MIRROR`` / ``KUBEFORGE_DEBIAN_SECURITY_MIRROR`` when set, else the first
+    Debian entries of the machine's own apt sources (a machine behind its own mirror keeps using
+    it), else deb.debian.org.
+    """
+    environ = os.environ if environ is None else environ
+    texts = []
+    for path in [os.path.join(sources_dir, "sources.list")] + sorted(
+            glob.glob(os.path.join(sources_dir, "sources.list.d", "*.list"))
+            + glob.glob(os.path.join(sources_dir, "sources.list.d", "*.sources"))):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                texts.append((path, handle.read()))
+        except OSError:
+            continue
+    archive = security = None
+    for uri, suite in apt_source_entries(texts):
+        base = suite.split("/")[0].split("-")[0]
+        if base not in DEBIAN_SUITES:
+            continue
+        if suite.endswith("-security") or suite.endswith("/updates"):
+            security = security or uri.rstrip("/")
+        else:
+            archive = archive or uri.rstrip("/")
+    return (environ.get("KUBEFORGE_DEBIAN_MIRROR") or archive or DEFAULT_ARCHIVE,
+            environ.get("KUBEFORGE_DEBIAN_SECURITY_MIRROR") or security or DEFAULT_SECURITY_ARCHIVE)

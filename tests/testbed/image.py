@@ -15,13 +15,12 @@ import os
 import shutil
 
 from . import podman as pm
-from .common import TestbedError, Timer, atomic_write, locked, log, run, safe_rmtree, state_path
+from .common import TestbedError, Timer, atomic_write, debian_archives, locked, log, run, safe_rmtree, state_path
 from .layout import SUITES
 
 RECIPE_VERSION = "1"
 IMAGE_REPO = "localhost/kubeforge-node"
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
-SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+DEBIAN_MIRROR, SECURITY_MIRROR = debian_archives()
 
 # What a freshly installed minimal server has, plus what the repackaged Debian binaries of the
 # mirror link against (libseccomp2 for runc). Deliberately absent: everything the collection's
@@ -55,6 +54,48 @@ RemainAfterExit=yes
 WantedBy=ssh.service
 """
 
+# cgroup v1 without a cgroup namespace (podman's default there): every hierarchy in the node is
+# mounted with the node's own cgroup R as its root, while /proc/PID/cgroup names full paths below
+# the host's root, and podman's systemd mount of name=systemd shows the host's whole tree. runc
+# then cannot find a container's cgroup when it mounts /sys/fs/cgroup into a pod ("create mountpoint
+# for /sys/fs/cgroup/systemd mount: stat /sys/fs/kubepods/...: no such file or directory"). Before
+# containerd starts: narrow name=systemd to the node's subtree, and bind each hierarchy onto the
+# path R inside itself, so that both ways of naming a cgroup lead to the same directory. What a
+# real machine needs nothing of; a cgroup v2 host skips it.
+CGROUPS_SCRIPT_PATH = "/usr/local/libexec/kubeforge-testbed-cgroups"
+CGROUPS_SCRIPT = r"""#!/bin/sh
+set -eu
+[ -f /sys/fs/cgroup/cgroup.controllers ] && exit 0
+R=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/1/cgroup | sed 's#/init\.scope$##')
+[ -n "$R" ] && [ "$R" != / ] || exit 0
+root_of() { awk -v m="$1" '$5 == m {r = $4} END {print r}' /proc/self/mountinfo; }
+if [ "$(root_of /sys/fs/cgroup/systemd)" = / ] && [ -d "/sys/fs/cgroup/systemd$R" ]; then
+  mount --bind "/sys/fs/cgroup/systemd$R" /sys/fs/cgroup/systemd
+fi
+for m in $(awk '$9 == "cgroup" {print $5}' /proc/self/mountinfo | sort -u); do
+  [ "$(root_of "$m")" = "$R" ] || continue
+  [ -d "$m$R" ] && continue
+  mkdir -p "$m$R"
+  mount --bind "$m" "$m$R"
+done
+"""
+CGROUPS_UNIT_NAME = "kubeforge-testbed-cgroups.service"
+CGROUPS_UNIT = f"""\
+[Unit]
+Description=Make cgroup v1 paths consistent inside this node container
+DefaultDependencies=no
+After=local-fs.target
+Before=containerd.service kubelet.service sysinit.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh {CGROUPS_SCRIPT_PATH}
+RemainAfterExit=yes
+
+[Install]
+WantedBy=sysinit.target
+"""
+
 HOSTS = """\
 127.0.0.1\tlocalhost
 ::1\t\tlocalhost ip6-localhost ip6-loopback
@@ -64,7 +105,9 @@ ff02::2\t\tip6-allrouters
 
 
 def image_name(suite):
-    return f"{IMAGE_REPO}:{suite}"
+    """The image of the suite's current recipe: the tag names the recipe, so that checkouts with
+    another recipe (an older branch) keep their own image instead of rebuilding each other's."""
+    return f"{IMAGE_REPO}:{suite}-{recipe_hash(suite)}"
 
 
 def sources_list(suite):
@@ -86,6 +129,8 @@ def recipe(suite):
             "/etc/apt/sources.list": sources_list(suite),
             "/etc/hosts": HOSTS,
             f"/etc/systemd/system/{HOSTKEYS_UNIT_NAME}": HOSTKEYS_UNIT,
+            CGROUPS_SCRIPT_PATH: CGROUPS_SCRIPT,
+            f"/etc/systemd/system/{CGROUPS_UNIT_NAME}": CGROUPS_UNIT,
         },
     }
 
@@ -113,6 +158,11 @@ def _customize(root, suite):
     link = os.path.join(wants, HOSTKEYS_UNIT_NAME)
     if not os.path.lexists(link):
         os.symlink(f"/etc/systemd/system/{HOSTKEYS_UNIT_NAME}", link)
+    wants = os.path.join(root, "etc/systemd/system/sysinit.target.wants")
+    os.makedirs(wants, exist_ok=True)
+    link = os.path.join(wants, CGROUPS_UNIT_NAME)
+    if not os.path.lexists(link):
+        os.symlink(f"/etc/systemd/system/{CGROUPS_UNIT_NAME}", link)
     # Package lists as on an installed machine; resolv.conf only for this step (nodes get theirs
     # when they are created).
     shutil.copyfile("/etc/resolv.conf", os.path.join(root, "etc/resolv.conf"))
@@ -174,7 +224,7 @@ def _build_rootfs(suite, digest, tarball, timer):
 
 
 def build_image(suite, force=False):
-    """Make sure ``localhost/kubeforge-node:<suite>`` matches the current recipe."""
+    """Make sure ``localhost/kubeforge-node:<suite>-<recipe>`` exists for the current recipe."""
     timer = Timer(prefix=f"image {suite}: ")
     digest = recipe_hash(suite)
     image = image_name(suite)

@@ -77,6 +77,62 @@ def node_files(name, public_key, resolv_conf):
     }
 
 
+def addresses_path():
+    return state_path("addresses.json")
+
+
+def static_range(subnet):
+    """The upper half of the podman network: podman hands out dynamic addresses from the bottom,
+    so the nodes' fixed addresses never meet another container's."""
+    if subnet.prefixlen >= 30:
+        raise TestbedError(f"podman network {subnet} is too small for fixed node addresses")
+    upper = list(subnet.subnets(prefixlen_diff=1))[1]
+    return upper
+
+
+def assign_addresses(names, existing_containers):
+    """A fixed address for each node name, kept for the node's life (stop and start keep it; only
+    `down` frees it). Reads and updates STATE/addresses.json; call under the addresses lock."""
+    subnet, gateway = pm.network_subnet()
+    table = read_json(addresses_path(), default=None) or {}
+    # Forget nodes that no longer exist (removed by hand, or by a run that did not finish).
+    table = {name: address for name, address in table.items() if name in existing_containers or name in names}
+    taken = set(table.values()) | {str(gateway)} | in_use_on_network()
+    pool = static_range(subnet)
+    hosts = (str(host) for host in pool.hosts())
+    for name in names:
+        if name in table and ipaddress.ip_address(table[name]) in subnet:
+            continue
+        for candidate in hosts:
+            if candidate not in taken:
+                table[name] = candidate
+                taken.add(candidate)
+                break
+        else:
+            raise TestbedError(f"no free fixed address left in {pool}")
+    atomic_write(addresses_path(), json.dumps(dict(sorted(table.items())), indent=2) + "\n")
+    return table
+
+
+def in_use_on_network():
+    """Addresses of the running containers on the podman network (those of another state
+    directory's nodes among them)."""
+    proc = pm.podman("ps", "-q", check=False)
+    ids = proc.stdout.split()
+    if not ids:
+        return set()
+    details = json.loads(pm.podman("container", "inspect", *ids, check=False).stdout or "[]")
+    return {pm.container_address(item) for item in details} - {""}
+
+
+def release_addresses(names):
+    with locked("addresses"):
+        table = read_json(addresses_path(), default=None) or {}
+        for name in names:
+            table.pop(name, None)
+        atomic_write(addresses_path(), json.dumps(dict(sorted(table.items())), indent=2) + "\n")
+
+
 def _copy_in(name, files):
     # One file at a time: copying a directory tree would also copy its directories' modes onto
     # /root and /root/.ssh, and podman 4.3 leaves a temporary file behind for tar streams on stdin.
@@ -89,7 +145,7 @@ def _copy_in(name, files):
             pm.podman("cp", source, f"{name}:{path}", timeout=60)
 
 
-def _create(node, cluster, public_key, resolv_conf):
+def _create(node, cluster, public_key, resolv_conf, address):
     args = [
         "create",
         "--privileged",
@@ -108,6 +164,8 @@ def _create(node, cluster, public_key, resolv_conf):
         f"{NODE_LABEL}={node.name}",
         "--network",
         pm.NETWORK,
+        "--ip",
+        address,
         "--tmpfs",
         "/tmp",
         "--tmpfs",
@@ -229,14 +287,20 @@ def up(cluster, layout, inventory_path=None, prune=False, timeout=180):
             else:
                 (keep if record.get("State") == "running" else restart).append(node)
         extra = sorted(set(existing) - wanted)
+        with locked("addresses"):
+            every_node = {pm.container_name(record) for record in pm.testbed_containers()}
+            addresses = assign_addresses([node.name for node in create], every_node)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-            jobs = [pool.submit(_create, node, cluster, public_key, resolv_conf) for node in create]
+            jobs = [pool.submit(_create, node, cluster, public_key, resolv_conf, addresses[node.name])
+                    for node in create]
             jobs += [pool.submit(pm.podman, "start", node.name, timeout=120) for node in restart]
             if extra and prune:
                 jobs.append(pool.submit(pm.podman, "rm", "-f", "-v", "-t", "0", *extra, timeout=300))
             for job in jobs:
                 job.result()
+        if extra and prune:
+            release_addresses(extra)
         started = time.monotonic()
         if extra and not prune:
             log(f"up: not in the layout, left running (--prune removes them): {', '.join(extra)}")
@@ -302,6 +366,7 @@ def down(cluster, only=None):
         start = time.monotonic()
         if names:
             pm.podman("rm", "-f", "-v", "-t", "0", *names, timeout=300)
+            release_addresses(names)
         left = [name for name in existing if name not in names]
         if not left and os.path.isdir(cluster_dir(cluster)):
             shutil.rmtree(cluster_dir(cluster))
@@ -316,6 +381,7 @@ def down_all():
     names = [pm.container_name(record) for record in records]
     if names:
         pm.podman("rm", "-f", "-v", "-t", "0", *names, timeout=600)
+        release_addresses(names)
     clusters = state_path("clusters")
     if os.path.isdir(clusters):
         shutil.rmtree(clusters)

@@ -64,6 +64,20 @@ def container_address(info):
     return settings.get("IPAddress") or ""
 
 
+def network_subnet(network=NETWORK):
+    """(subnet, gateway) of a podman network, as ipaddress objects."""
+    import ipaddress
+
+    proc = podman("network", "inspect", network, check=False)
+    if proc.returncode != 0:
+        raise TestbedError(f"podman network {network!r} not found: {proc.stderr.strip()}")
+    for item in json.loads(proc.stdout or "[]"):
+        for subnet in item.get("subnets") or []:
+            if subnet.get("subnet") and ":" not in subnet["subnet"]:
+                return ipaddress.ip_network(subnet["subnet"]), ipaddress.ip_address(subnet.get("gateway") or "0.0.0.0")
+    raise TestbedError(f"podman network {network!r} has no IPv4 subnet")
+
+
 def network_gateway(network=NETWORK):
     """Gateway address of a podman network: the host as the nodes see it."""
     proc = podman("network", "inspect", network, check=False)
