@@ -112,6 +112,21 @@ def cgroup_version(root="/"):
     return 2 if os.path.exists(os.path.join(root, "sys/fs/cgroup/cgroup.controllers")) else 1
 
 
+CAP_SYS_RESOURCE = 24
+
+
+def has_capability(bit, status="/proc/self/status"):
+    """Whether this process holds a capability (by its bit number) in its effective set."""
+    try:
+        with open(status, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> bit & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return True
+
+
 def memory_mb(meminfo="/proc/meminfo"):
     try:
         with open(meminfo, encoding="utf-8") as handle:
@@ -264,6 +279,9 @@ def gather(run_command, root="/"):
         "arch": ARCHITECTURES.get(machine, machine),
         "container": detect_container(root),
         "cgroup_version": cgroup_version(root),
+        # Without CAP_SYS_RESOURCE (an unprivileged or capability-limited container) no process can
+        # lower an OOM score: containerd must not ask runc to give pods negative ones.
+        "cap_sys_resource": has_capability(CAP_SYS_RESOURCE, os.path.join(root, "proc/self/status")),
         "memory_mb": memory_mb(),
         "cpus": os.cpu_count() or 1,
         "kernel": platform.release(),
@@ -297,6 +315,9 @@ def evaluate(facts, ports, min_memory_mb, min_cpus, proc="/proc"):
     elif sync["synchronized"] is False:
         warnings.append(f"the clock is not synchronized (time service: {sync['service'] or 'none'}); "
                         "certificates and etcd need synchronized clocks")
+    if not facts.get("cap_sys_resource", True):
+        warnings.append("no CAP_SYS_RESOURCE (a container with limited capabilities): containerd keeps pods' OOM "
+                        "scores at or above its own (restrict_oom_score_adj)")
     if facts["cgroup_version"] == 1:
         warnings.append("cgroup v1: Kubernetes 1.35 and newer refuse it unless the kubelet sets failCgroupV1: false; "
                         "move the host to cgroup v2")

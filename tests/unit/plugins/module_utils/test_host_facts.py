@@ -117,3 +117,26 @@ def test_gather_on_this_machine():
     assert facts["time_sync"]["service"] is None
     assert isinstance(facts["stale_programs"], list)
     assert sys.version_info >= (3, 9)
+
+
+@pytest.mark.parametrize("cap_eff, expected", [("000001ffffffffff", True), ("000001fffeffffff", False),
+                                               ("0000000000000000", False)])
+def test_capability_from_the_effective_set(tmp_path, cap_eff, expected):
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tpython3\nCapInh:\t0000000000000000\nCapEff:\t{cap_eff}\n")
+    assert hf.has_capability(hf.CAP_SYS_RESOURCE, str(status)) is expected
+
+
+def test_capability_unknown_counts_as_held(tmp_path):
+    # no status file (or no CapEff line): nothing is restricted on a guess
+    assert hf.has_capability(hf.CAP_SYS_RESOURCE, str(tmp_path / "missing")) is True
+
+
+def test_evaluate_warns_without_cap_sys_resource():
+    facts = {"os_id": "debian", "os_major": "12", "os_pretty": "Debian 12", "arch": "amd64", "machine": "x86_64",
+             "systemd": True, "memory_mb": 4096, "cpus": 2, "container": "podman",
+             "time_sync": {"service": None, "synchronized": None}, "cgroup_version": 2, "cap_sys_resource": False}
+    errors, warnings = hf.evaluate(facts, [], min_memory_mb=2048, min_cpus=2)
+    assert not errors
+    assert warnings == ["no CAP_SYS_RESOURCE (a container with limited capabilities): containerd keeps pods' OOM "
+                        "scores at or above its own (restrict_oom_score_adj)"]
