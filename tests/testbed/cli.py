@@ -3,13 +3,15 @@
 """Command line of the test bed (hack/testbed)."""
 
 import argparse
+import os
 import sys
 import time
 
 from .common import TestbedError, log
 from .layout import SUITES, LayoutError
 
-DEFAULT_PORT = 18080
+# Another state directory (KUBEFORGE_TESTBED_HOME) beside the default one needs its own port.
+DEFAULT_PORT = int(os.environ.get("KUBEFORGE_TESTBED_PORT") or 18080)
 
 
 def _cmd_host_setup(args):
@@ -79,8 +81,6 @@ def _cmd_build(args):
 
 def _write_mirror_vars(base_url, extra_path=None):
     """STATE/mirror/vars.yml (and ``extra_path``): an inventory with the mirror's URL and checksums."""
-    import os
-
     from . import manifest, mirror
     from .common import atomic_write, read_json
     from .layout import SUITES
