@@ -392,7 +392,7 @@ class RunState:
                 "path": ADMIN_CONF,
                 "hosts": self.admin_conf_hosts or control_planes,
                 "written_or_checked_by_this_run": bool(self.admin_conf_hosts),
-            } if control_planes or self.admin_conf_hosts else None,
+            } if self.admin_conf_hosts or (control_planes and settings) else None,
             "nodes": nodes,
         }
 
@@ -437,7 +437,8 @@ def render(summary, max_changes=40):
             lines.append(f"API endpoint: {cluster['endpoint']} ({how})")
         if cluster["admin_conf"]:
             admin = cluster["admin_conf"]
-            lines.append(f"admin.conf: {admin['path']} on {', '.join(admin['hosts'])}")
+            how = "checked by this run" if admin["written_or_checked_by_this_run"] else "where install.yml writes it; not checked by this run"
+            lines.append(f"admin.conf: {admin['path']} on {', '.join(admin['hosts'])} ({how})")
         node_rows = []
         for host, node in cluster["nodes"].items():
             labels = dict(NODE_GROUPS)
@@ -454,7 +455,8 @@ def render(summary, max_changes=40):
         lines.append(f"{title}:")
         shown = 0
         for host, change in changes:
-            targets = ", ".join(change["targets"]) or ("(the result names no file; --diff shows more)"
+            shown_targets = change["targets"][:4] + ([f"{len(change['targets']) - 4} more"] if len(change["targets"]) > 4 else [])
+            targets = ", ".join(shown_targets) or ("(the result names no file; --diff shows more)"
                                                        if summary["check_mode"] else "(the result names no file)")
             lines.append(f"  {host}  {change['role']}: {change['task']}: {targets}")
             shown += 1
