@@ -13,7 +13,7 @@ import subprocess
 
 import yaml
 
-from .conftest import BIN, ROOT, galaxy_version
+from .conftest import BIN, ROOT, clean_environment, galaxy_version
 
 
 def test_ansible_builder_create(collection_tarball, tmp_path):
@@ -24,7 +24,7 @@ def test_ansible_builder_create(collection_tarball, tmp_path):
     context = tmp_path / "context"
     proc = subprocess.run([os.path.join(BIN, "ansible-builder"), "create", "--file", str(work / "execution-environment.yml"),
                            "--context", str(context), "--output-filename", "Containerfile"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=clean_environment())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
@@ -42,7 +42,7 @@ def test_ansible_builder_create(collection_tarball, tmp_path):
     proc = subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "-r", "requirements.yml",
                            "--collections-path", str(collections)],
                           cwd=build, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
+                          env=dict(clean_environment(), ANSIBLE_GALAXY_DISABLE_GPG_VERIFY="1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = collections / "ansible_collections" / "kubeforge" / "cluster"
     assert (installed / "plugins" / "callback" / "summary.py").exists()
