@@ -25,7 +25,8 @@ description:
 requirements:
   - Enabled in C(ansible.cfg) (C(callbacks_enabled = kubeforge.cluster.summary) in C([defaults]))
     or with the environment variable C(ANSIBLE_CALLBACKS_ENABLED=kubeforge.cluster.summary).
-author: kubeforge.cluster contributors
+author:
+  - kubeforge.cluster contributors (@kubeforge)
 options:
   json_path:
     description:
@@ -456,8 +457,8 @@ def render(summary, max_changes=40):
         shown = 0
         for host, change in changes:
             shown_targets = change["targets"][:4] + ([f"{len(change['targets']) - 4} more"] if len(change["targets"]) > 4 else [])
-            targets = ", ".join(shown_targets) or ("(the result names no file; --diff shows more)"
-                                                       if summary["check_mode"] else "(the result names no file)")
+            unnamed = "(the result names no file; --diff shows more)" if summary["check_mode"] else "(the result names no file)"
+            targets = ", ".join(shown_targets) or unnamed
             lines.append(f"  {host}  {change['role']}: {change['task']}: {targets}")
             shown += 1
             if shown >= max_changes and len(changes) > shown:
