@@ -53,14 +53,14 @@ pytestmark = [
 ]
 
 
-def testbed(*args):
+def run_testbed(*args):
     proc = subprocess.run([TESTBED, *args], capture_output=True, text=True, check=False, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def bed_inventory():
-    testbed("up", "--cluster", CLUSTER, "--layout", LAYOUT, "--prune")
+    run_testbed("up", "--cluster", CLUSTER, "--layout", LAYOUT, "--prune")
     with open(os.path.join(STATE, "clusters", CLUSTER, "inventory.yml"), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
@@ -68,7 +68,7 @@ def bed_inventory():
 @pytest.fixture(scope="module")
 def cluster():
     yield bed_inventory()
-    testbed("down", "--cluster", CLUSTER)
+    run_testbed("down", "--cluster", CLUSTER)
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +250,7 @@ def slice_inventory(inventory, number, count):
 
 
 def node_state(host):
-    return testbed("exec", host, "--", "sh", "-c",
+    return run_testbed("exec", host, "--", "sh", "-c",
                    "dpkg-query -W -f '${Package} ${Version}\\n'; cat /etc/sysctl.d/*.conf /etc/modules-load.d/*.conf 2>/dev/null; "
                    "sysctl -n net.ipv4.ip_forward fs.inotify.max_user_watches")
 
@@ -262,7 +262,7 @@ def outcome(summary, host):
 
 
 def fresh_workers():
-    testbed("down", "--cluster", CLUSTER, *[arg for w in WORKERS for arg in ("--node", w)])
+    run_testbed("down", "--cluster", CLUSTER, *[arg for w in WORKERS for arg in ("--node", w)])
     return bed_inventory()
 
 
