@@ -619,8 +619,7 @@ class Manifest(object):
     def _wait(self, entries, gone):
         if self.check_mode or not entries:
             return
-        started = self.clock()
-        deadline = started + self.wait_timeout
+        deadline = self.clock() + self.wait_timeout
         pending = list(entries)
         while True:
             states = []
@@ -645,8 +644,7 @@ class Manifest(object):
                 return
             pending = [s[:3] for s in states]
             if self.clock() >= deadline:
-                waited = int(round(self.clock() - started))
-                raise self._fail('; '.join('%s: %s after %d s' % (describe(r.kind, ns, n), state, waited)
+                raise self._fail('; '.join('%s: %s after %d s' % (describe(r.kind, ns, n), state, self.wait_timeout)
                                            for r, ns, n, state in states))
             self.sleep(min(POLL_INTERVAL, max(0.0, deadline - self.clock())))
 
