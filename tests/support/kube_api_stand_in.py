@@ -129,7 +129,9 @@ def make_pki(directory):
 
 def write_kubeconfig(path, server, pki, embed=True, ca=None):
     """A kubeconfig like kubeadm's admin.conf (embedded data), or with file paths (embed=False)."""
-    b64 = lambda data: base64.b64encode(data).decode('ascii')  # noqa: E731
+    def b64(data):
+        return base64.b64encode(data).decode('ascii')
+
     cluster = {'server': server}
     user = {}
     if embed:
