@@ -251,8 +251,8 @@ def slice_inventory(inventory, number, count):
 
 def node_state(host):
     return run_testbed("exec", host, "--", "sh", "-c",
-                   "dpkg-query -W -f '${Package} ${Version}\\n'; cat /etc/sysctl.d/*.conf /etc/modules-load.d/*.conf 2>/dev/null; "
-                   "sysctl -n net.ipv4.ip_forward fs.inotify.max_user_watches")
+                       "dpkg-query -W -f '${Package} ${Version}\\n'; cat /etc/sysctl.d/*.conf /etc/modules-load.d/*.conf 2>/dev/null; "
+                       "sysctl -n net.ipv4.ip_forward fs.inotify.max_user_watches")
 
 
 def outcome(summary, host):
