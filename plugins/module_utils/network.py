@@ -97,3 +97,41 @@ def service_range_error(cidr):
     if net.num_addresses < 16:
         return f"{cidr} is too small: it needs room for the API and DNS service addresses (at least a /28)"
     return None
+
+
+def assign_pod_cidrs(nodes, existing, pod_cidr, node_mask):
+    """A pod range for every node of ``nodes`` (names, in inventory order).
+
+    ``existing``: {node name: range it already has} (from the API: a node's range never changes once
+    set). Nodes without one get the lowest free ranges, in order. Returns {name: range} for every
+    node of ``nodes`` and of ``existing``. Raises NetworkError when the pod range cannot hold them, or
+    when an existing range lies outside the pod range or is another node's too.
+    """
+    network = parse_network(pod_cidr, "pod range")
+    capacity = node_cidr_capacity(pod_cidr, node_mask)
+    taken, result = {}, {}
+    for name, cidr in sorted(existing.items()):
+        if not cidr:
+            continue
+        own = parse_network(cidr, f"pod range of node {name}")
+        if not own.subnet_of(network):
+            raise NetworkError(f"node {name} has the pod range {cidr}, outside the cluster's {pod_cidr}; a node's "
+                               "range cannot change: remove the node from the cluster first")
+        if str(own) in taken:
+            raise NetworkError(f"nodes {taken[str(own)]} and {name} both have the pod range {cidr}")
+        taken[str(own)] = name
+        result[name] = str(own)
+    index = 0
+    for name in nodes:
+        if name in result:
+            continue
+        while index < capacity and node_pod_cidr(pod_cidr, node_mask, index) in taken:
+            index += 1
+        if index >= capacity:
+            raise NetworkError(f"the pod range {pod_cidr} holds {capacity} node ranges of /{node_mask}, "
+                               f"and {len(set(nodes) | set(result))} nodes need one: choose a larger "
+                               "kubeforge_pod_cidr or a longer kubeforge_node_cidr_mask")
+        cidr = node_pod_cidr(pod_cidr, node_mask, index)
+        taken[cidr] = name
+        result[name] = cidr
+    return result

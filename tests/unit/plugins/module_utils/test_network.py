@@ -48,3 +48,29 @@ def test_service_range_limits():
     assert network.service_range_error('10.96.0.0/12') is None
     assert 'host bits' in network.service_range_error('10.0.0.0/8')
     assert 'too small' in network.service_range_error('10.96.0.0/29')
+
+
+def test_pod_ranges_new_cluster_in_inventory_order():
+    assert network.assign_pod_cidrs(["cp1", "cp2", "w1"], {}, "10.233.64.0/18", 24) == {
+        "cp1": "10.233.64.0/24", "cp2": "10.233.65.0/24", "w1": "10.233.66.0/24"}
+
+
+def test_pod_ranges_keep_what_nodes_have_and_fill_the_gaps():
+    existing = {"cp1": "10.233.64.0/24", "w1": "10.233.66.0/24", "gone": "10.233.67.0/24"}
+    # cp2 was removed (its range .65 is free); a new node inserted early in the inventory takes the
+    # lowest free range and nobody else moves
+    assigned = network.assign_pod_cidrs(["cp1", "new", "w1", "w2"], existing, "10.233.64.0/18", 24)
+    assert assigned == {"cp1": "10.233.64.0/24", "new": "10.233.65.0/24", "w1": "10.233.66.0/24",
+                        "gone": "10.233.67.0/24", "w2": "10.233.68.0/24"}
+
+
+def test_pod_ranges_too_many_nodes():
+    with pytest.raises(network.NetworkError, match="holds 4 node ranges of /26, and 5 nodes need one"):
+        network.assign_pod_cidrs(["a", "b", "c", "d", "e"], {}, "10.233.64.0/24", 26)
+
+
+def test_pod_ranges_refuse_a_foreign_or_shared_range():
+    with pytest.raises(network.NetworkError, match="outside the cluster's 10.233.64.0/18"):
+        network.assign_pod_cidrs(["a"], {"a": "10.1.0.0/24"}, "10.233.64.0/18", 24)
+    with pytest.raises(network.NetworkError, match="nodes a and b both have the pod range"):
+        network.assign_pod_cidrs(["a", "b"], {"a": "10.233.64.0/24", "b": "10.233.64.0/24"}, "10.233.64.0/18", 24)
