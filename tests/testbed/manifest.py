@@ -133,14 +133,17 @@ def mirror_variables(artifacts, base_url, suites):
     ``testbed_versions.kubernetes``: the newest release of which every Kubernetes program is held
     and runs everywhere. ``testbed_substitutes``: {component: {pinned, built, reason}} where the
     mirror holds another patch than the versions table pins (the Go module proxy lacks that one).
-    ``testbed_images``: {image reference: manifest digest} of the image archives.
+    ``testbed_images``: {image reference: manifest digest} of the image archives, and
+    ``testbed_image_archives`` the same as [{url, sha256, images}] for container_runtime_image_archives.
     """
-    checksums, held, usable, substitutes, images = {}, {}, {}, {}, {}
+    checksums, held, usable, substitutes, images, archives = {}, {}, {}, {}, {}, []
     for artifact in artifacts:
         component = artifact["component"]
         if component == "image":
             if artifact.get("digest"):
                 images[artifact["image"]] = artifact["digest"]
+                archives.append({"url": f"{base_url}/{artifact['path']}", "sha256": "sha256:" + artifact["sha256"],
+                                 "images": [artifact["image"]]})
             continue
         version = artifact["version"]
         if artifact.get("pinned"):
@@ -162,6 +165,8 @@ def mirror_variables(artifacts, base_url, suites):
         "testbed_mirror_versions": {c: sorted(v, key=_version_key) for c, v in sorted(held.items())},
         "testbed_substitutes": substitutes,
         "testbed_images": dict(sorted(images.items())),
+        # for container_runtime_image_archives: no registry is reachable from the nodes
+        "testbed_image_archives": sorted(archives, key=lambda item: item["url"]),
     }
 
 

@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: image_archives
+short_description: Import container images into containerd from OCI archives, only those missing
+version_added: 0.1.0
+description:
+  - For each archive of O(archives), checks whether containerd (namespace O(namespace)) has every image the
+    archive holds (C(images), references as pods name them); only when one is missing is the archive
+    downloaded (verified by sha256), imported with C(ctr images import), and removed again.
+  - A re-run imports nothing. Images already present are never touched, so a node keeps what it runs.
+  - For nodes without a registry (offline installs, the pause image on an air-gapped network) and for
+    images a cluster must have before any pull can work.
+options:
+  archives:
+    description: The archives.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      url:
+        description: Where the OCI (or docker) archive is; C(file://) for a path on the node.
+        type: str
+        required: true
+      sha256:
+        description: The archive's sha256 (hex, or C(sha256:<hex>)). Required, so that nothing unverified is imported.
+        type: str
+        required: true
+      images:
+        description: The image references the archive holds, as pods name them (C(registry.k8s.io/pause:3.10.2)).
+        type: list
+        elements: str
+        required: true
+  namespace:
+    description: containerd namespace; the kubelet's is C(k8s.io).
+    type: str
+    default: k8s.io
+  ctr:
+    description: Path of C(ctr).
+    type: path
+    default: /usr/local/bin/ctr
+  address:
+    description: containerd's socket.
+    type: path
+    default: /run/containerd/containerd.sock
+  work_dir:
+    description: Where archives are downloaded to (and removed from after the import).
+    type: path
+    default: /var/lib/kubeforge/images
+attributes:
+  check_mode:
+    support: full
+    details: Reports which archives would be imported; downloads and imports nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+author:
+  - kubeforge.cluster contributors (@kubeforge)
+"""
+
+EXAMPLES = r"""
+- name: Import the pause image
+  kubeforge.cluster.image_archives:
+    archives:
+      - url: https://mirror.example.internal/images/pause-3.10.2.oci.tar
+        sha256: "sha256:34cca451241a39407c89b01683017da9fe3999b94e20b2b4747f228b2a6b4398"
+        images: [registry.k8s.io/pause:3.10.2]
+"""
+
+RETURN = r"""
+imported:
+  description: Archives imported, with the images that were missing.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"url": "https://mirror.example.internal/images/pause-3.10.2.oci.tar", "missing": ["registry.k8s.io/pause:3.10.2"]}]
+present:
+  description: Images of the archives that containerd already had.
+  returned: always
+  type: list
+  elements: str
+  sample: ["docker.io/library/busybox:1.37"]
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import artifacts
+
+
+def normalize(reference):
+    """A reference as containerd stores it: docker.io/library/ for short names."""
+    name = reference
+    first = name.split("/", 1)[0]
+    if "/" not in name:
+        name = "docker.io/library/" + name
+    elif "." not in first and ":" not in first and first != "localhost":
+        name = "docker.io/" + name
+    return name
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            archives=dict(type='list', elements='dict', required=True, options=dict(
+                url=dict(type='str', required=True),
+                sha256=dict(type='str', required=True),
+                images=dict(type='list', elements='str', required=True),
+            )),
+            namespace=dict(type='str', default='k8s.io'),
+            ctr=dict(type='path', default='/usr/local/bin/ctr'),
+            address=dict(type='path', default='/run/containerd/containerd.sock'),
+            work_dir=dict(type='path', default='/var/lib/kubeforge/images'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    base = [params['ctr'], '--address', params['address'], '--namespace', params['namespace']]
+    rc, out, err = module.run_command(base + ['images', 'ls', '--quiet'])
+    if rc != 0:
+        module.fail_json(msg='cannot list containerd images: %s' % (err or out).strip())
+    have = set(out.split())
+    imported, present = [], []
+    for archive in params['archives']:
+        missing = [ref for ref in archive['images'] if normalize(ref) not in have]
+        present += [ref for ref in archive['images'] if ref not in missing]
+        if not missing:
+            continue
+        imported.append({'url': archive['url'], 'missing': missing})
+        if module.check_mode:
+            continue
+        try:
+            expected = archive['sha256'].strip().lower()
+            expected = expected[len('sha256:'):] if expected.startswith('sha256:') else expected
+            if not re.match(r'^[0-9a-f]{64}$', expected):
+                raise ValueError('%s: sha256 %r is not 64 hex digits' % (archive['url'], archive['sha256']))
+            os.makedirs(params['work_dir'], mode=0o700, exist_ok=True)
+            path, _digest = artifacts.download(archive['url'], params['work_dir'], expected=expected,
+                                               what='image archive')
+        except (artifacts.ArtifactError, ValueError) as exc:
+            module.fail_json(msg=str(exc), imported=imported[:-1], present=present)
+        try:
+            rc, out, err = module.run_command(base + ['images', 'import', path])
+        finally:
+            os.unlink(path)
+        if rc != 0:
+            module.fail_json(msg='ctr images import of %s failed: %s' % (archive['url'], (err or out).strip()),
+                             imported=imported[:-1], present=present)
+        rc, out, err = module.run_command(base + ['images', 'ls', '--quiet'])
+        have = set(out.split())
+        still = [ref for ref in missing if normalize(ref) not in have]
+        if still:
+            module.fail_json(msg='%s was imported but does not hold %s' % (archive['url'], ', '.join(still)),
+                             imported=imported[:-1], present=present)
+    module.exit_json(changed=bool(imported), imported=imported, present=present)
+
+
+if __name__ == '__main__':
+    main()
