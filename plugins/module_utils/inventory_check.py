@@ -17,7 +17,7 @@ from ansible_collections.kubeforge.cluster.plugins.module_utils import network
 
 CLUSTER_GROUPS = ("kube_control_plane", "kube_node", "etcd", "k8s_cluster")
 CONTAINER_RUNTIMES = ("containerd",)
-NETWORK_PLUGINS = ("calico", "cilium", "flannel", "none")
+NETWORK_PLUGINS = ("bridge", "none")
 DOWNLOAD_MODES = ("host", "controller")
 
 # name: (default, kind, description). A default of None is resolved from the versions table
@@ -33,7 +33,7 @@ SETTINGS = {
     "kubeforge_api_endpoint": ("", "endpoint", "external host:port of the API, or empty"),
     "kubeforge_apiserver_port": (6443, "port", "port kube-apiserver listens on"),
     "kubeforge_container_runtime": ("containerd", "choice", "container runtime"),
-    "kubeforge_network_plugin": ("calico", "choice", "pod network plugin"),
+    "kubeforge_network_plugin": ("bridge", "choice", "pod network plugin"),
     "kubeforge_files_mirror": ("", "mirror", "mirror URL or controller directory for all downloads"),
     "kubeforge_download_mode": ("host", "choice", "who downloads: each host, or the controller once"),
     "kubeforge_download_cache_dir": ("~/.cache/kubeforge/downloads", "path", "controller cache"),
