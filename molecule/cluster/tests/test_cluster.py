@@ -1,0 +1,347 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""The cluster install.yml made, checked from the nodes themselves (podman exec), in order.
+
+Each test prints what it saw (``[cluster] ...`` lines): the verify output of the scenario.
+"""
+
+import json
+import os
+import re
+import shlex
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "etcd", "tests"))
+from etcdtest import MIRROR_VARS, Bed  # noqa: E402
+
+CLUSTER = "mol-cluster"
+ADMIN = "kubectl --kubeconfig /etc/kubernetes/admin.conf --request-timeout=20s"
+IMAGE = "docker.io/library/busybox:testbed"
+
+
+def report(text):
+    print(f"\n[cluster] {text}")
+
+
+@pytest.fixture(scope="module")
+def bed():
+    return Bed(CLUSTER, layout=None)
+
+
+@pytest.fixture(scope="module")
+def hosts(bed):
+    return bed.hosts()[0]
+
+
+@pytest.fixture(scope="module")
+def cps(hosts):
+    return sorted(h for h in hosts if "-cp" in h)
+
+
+@pytest.fixture(scope="module")
+def workers(hosts):
+    return sorted(h for h in hosts if "-w" in h)
+
+
+def kubectl(bed, node, args, check=True, timeout=120):
+    return bed.sh(node, f"{ADMIN} {args}", check=check, timeout=timeout)
+
+
+def wait(what, probe, timeout=180, interval=2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"gave up after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def mirror_vars():
+    import yaml
+
+    with open(MIRROR_VARS, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["all"]["vars"]
+
+
+# -- the cluster as installed ---------------------------------------------------------------------
+
+
+def test_every_node_is_ready_with_the_pinned_version(bed, cps, hosts):
+    version = mirror_vars()["testbed_versions"]["kubernetes"]
+    nodes = json.loads(kubectl(bed, cps[0], "get nodes -o json")[1])["items"]
+    ready = {n["metadata"]["name"]: {c["type"]: c["status"] for c in n["status"]["conditions"]}["Ready"] for n in nodes}
+    assert ready == {host: "True" for host in hosts}
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {f"v{version}"}
+    for node in nodes:
+        labels, taints = node["metadata"].get("labels", {}), node["spec"].get("taints", [])
+        control = "-cp" in node["metadata"]["name"]
+        assert ("node-role.kubernetes.io/control-plane" in labels) is control
+        assert any(t["key"] == "node-role.kubernetes.io/control-plane" and t["effect"] == "NoSchedule"
+                   for t in taints) is control
+        assert node["spec"]["podCIDR"].startswith("10.233.")
+    report("kubectl get nodes -o wide\n" + kubectl(bed, cps[0], "get nodes -o wide")[1])
+
+
+def test_every_api_server_is_ready(bed, cps, hosts):
+    for cp in cps:
+        out = kubectl(bed, cp, f"--server https://{hosts[cp]['ip']}:6443 get --raw '/readyz?verbose'")[1]
+        assert "readyz check passed" in out and "[+]etcd ok" in out
+    report(f"/readyz?verbose passed on {', '.join(cps)}")
+
+
+def test_controller_manager_and_scheduler_hold_their_leases(bed, cps):
+    for lease in ("kube-controller-manager", "kube-scheduler"):
+        holder = kubectl(bed, cps[0], f"-n kube-system get lease {lease} -o jsonpath='{{.spec.holderIdentity}}'")[1]
+        assert any(holder.startswith(cp + "_") for cp in cps), holder
+        report(f"lease {lease}: {holder}")
+
+
+# -- a workload on every node ---------------------------------------------------------------------
+
+SPREAD = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "spread", "namespace": "default"},
+    "spec": {
+        "replicas": 5,
+        "selector": {"matchLabels": {"app": "spread"}},
+        "template": {
+            "metadata": {"labels": {"app": "spread"}},
+            "spec": {
+                "tolerations": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                               "whenUnsatisfiable": "DoNotSchedule",
+                                               "labelSelector": {"matchLabels": {"app": "spread"}}}],
+                "terminationGracePeriodSeconds": 1,
+                "containers": [{
+                    "name": "web", "image": IMAGE, "imagePullPolicy": "Never",
+                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && "
+                                            "echo serving on $(hostname) && exec httpd -f -p 8080 -h /www"],
+                    "ports": [{"containerPort": 8080}],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                        "runAsNonRoot": True, "runAsUser": 65534,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                }],
+            },
+        },
+    },
+}
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "spread", "namespace": "default"},
+           "spec": {"selector": {"app": "spread"}, "ports": [{"port": 80, "targetPort": 8080}]}}
+
+
+@pytest.fixture(scope="module")
+def spread(bed, cps, hosts):
+    url = mirror_vars()["kubeforge_files_mirror"] + "/testbed/images/busybox-testbed.oci.tar"
+    for host in hosts:
+        bed.sh(host, f"python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
+                     f"{shlex.quote(url)} /tmp/busybox.tar && ctr -n k8s.io images import /tmp/busybox.tar >/dev/null")
+    for document in (SPREAD, SERVICE):
+        bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(document)}\nEOF")
+    kubectl(bed, cps[0], "rollout status deployment/spread --timeout=180s", timeout=200)
+    pods = json.loads(kubectl(bed, cps[0], "get pods -l app=spread -o json")[1])["items"]
+    return {p["spec"]["nodeName"]: {"name": p["metadata"]["name"], "ip": p["status"]["podIP"]} for p in pods}
+
+
+def test_the_workload_runs_on_every_node(spread, hosts, bed, cps):
+    assert sorted(spread) == sorted(hosts)
+    report("kubectl get pods -l app=spread -o wide\n" + kubectl(bed, cps[0], "get pods -l app=spread -o wide")[1])
+
+
+def test_pods_reach_each_other_across_nodes(bed, cps, spread):
+    nodes = sorted(spread)
+    for index, node in enumerate(nodes):
+        other = nodes[(index + 1) % len(nodes)]
+        target = spread[other]
+        out = kubectl(bed, cps[0], f"exec {spread[node]['name']} -- timeout 5 wget -q -O - http://{target['ip']}:8080/")[1]
+        assert out.strip() == target["name"], (node, other, out)
+    report(f"pod-to-pod: each of {len(nodes)} pods reached the pod on the next node (kubectl exec + wget)")
+
+
+def test_a_cluster_ip_service_is_reached_from_every_node(bed, cps, spread):
+    ip = kubectl(bed, cps[0], "get service spread -o jsonpath='{.spec.clusterIP}'")[1].strip()
+    answers = set()
+
+    def ask(pod):
+        rc, out = bed.sh(cps[0], f"{ADMIN} exec {pod} -- timeout 5 wget -q -O - http://{ip}/", check=False)
+        return out.strip() if rc == 0 else ""
+
+    for node, pod in sorted(spread.items()):
+        answers.add(wait(f"service {ip} from {node}", lambda: ask(pod["name"]), timeout=60))
+    report(f"service spread {ip}: answered by {sorted(answers)} from pods on {len(spread)} nodes")
+    assert answers <= {p["name"] for p in spread.values()}
+
+
+def test_logs_come_through_the_api_server(bed, cps, spread):
+    for node, pod in sorted(spread.items()):
+        log = kubectl(bed, cps[0], f"logs {pod['name']}")[1].strip()
+        assert log == f"serving on {pod['name']}"
+    report(f"kubectl logs: {len(spread)} pods, e.g. '{log}'")
+
+
+# -- refusals ----------------------------------------------------------------------------------------
+
+
+def test_kubelet_refuses_anonymous_and_foreign_clients(bed, cps, workers, hosts):
+    worker_ip = hosts[workers[0]]["ip"]
+    url = f"https://{worker_ip}:10250/pods"
+    anonymous = bed.sh(cps[0], f"curl -s -o /dev/null -w '%{{http_code}}' --cacert /etc/kubernetes/pki/ca.crt {url}",
+                       check=False)[1]
+    assert anonymous == "401", anonymous
+    # a certificate of another CA (etcd's): not a client the kubelet trusts
+    foreign = bed.sh(cps[0], "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
+                             "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "
+                             f"--key /etc/kubernetes/pki/etcd/healthcheck-client.key {url}", check=False)[1]
+    assert foreign == "401", foreign
+    # kube-apiserver's own client certificate is allowed (the bootstrap RBAC)
+    allowed = bed.sh(cps[0], "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
+                             "--cert /etc/kubernetes/pki/apiserver-kubelet-client.crt "
+                             f"--key /etc/kubernetes/pki/apiserver-kubelet-client.key {url}", check=False)[1]
+    assert allowed == "200", allowed
+    report(f"kubelet {workers[0]}:10250: anonymous {anonymous}, etcd CA client {foreign}, apiserver client {allowed}")
+
+
+def test_a_kubelet_cannot_read_a_secret_no_pod_of_its_node_uses(bed, cps, workers):
+    kubectl(bed, cps[0], "create secret generic unrelated --from-literal=k=v --dry-run=client -o yaml | "
+                         f"{ADMIN} apply -f -")
+    # the node's own credential, through its local load balancer
+    rc, out = bed.sh(workers[0], "curl -s -w '\\n%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
+                                 "--cert /var/lib/kubelet/pki/kubelet-client.crt --key /var/lib/kubelet/pki/kubelet-client.key "
+                                 "https://127.0.0.1:6443/api/v1/namespaces/default/secrets/unrelated", check=False)
+    status = out.strip().splitlines()[-1]
+    assert status == "403" and "no relationship found between node" in out, out
+    report(f"{workers[0]}'s kubelet reading secret unrelated: {status} "
+           f"({json.loads(out.rsplit(chr(10), 1)[0])['message'][:120]})")
+
+
+def test_secrets_are_encrypted_at_rest_and_audited_without_data(bed, cps):
+    value = uuid.uuid4().hex
+    name = f"encrypted-{value[:8]}"
+    kubectl(bed, cps[0], f"create secret generic {name} --from-literal=token={value}")
+    rc, raw = bed.etcdctl(cps[0], f"get /registry/secrets/default/{name} --print-value-only")
+    assert raw.startswith("k8s:enc:secretbox:v1:key1:"), raw[:60]
+    assert value not in raw
+    audit = wait("the audit event of the Secret's creation", lambda: [
+        json.loads(line) for cp in cps for line in bed.sh(
+            cp, f"grep -h '\"name\":\"{name}\"' /var/log/kubernetes/audit/audit.log || true")[1].splitlines()
+        if '"verb":"create"' in line], timeout=30)
+    assert all(event["level"] == "Metadata" and "requestObject" not in event for event in audit)
+    assert not any(value in json.dumps(event) for event in audit)
+    report(f"secret {name}: etcd holds {raw[:26]}... (not the value); audit: {audit[0]['verb']} "
+           f"{audit[0]['objectRef']['resource']}/{audit[0]['objectRef']['name']} at level {audit[0]['level']}")
+
+
+def test_a_privileged_pod_is_refused_by_pod_security(bed, cps):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
+           "spec": {"containers": [{"name": "c", "image": IMAGE, "securityContext": {"privileged": True}}]}}
+    rc, out = bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(pod)}\nEOF", check=False)
+    assert rc != 0 and 'violates PodSecurity "baseline:latest"' in out, out
+    report(f"privileged pod: {out.strip().splitlines()[-1][:160]}")
+
+
+# -- faults and changes ------------------------------------------------------------------------------
+
+
+class Poller:
+    """Asks the API through a worker's local load balancer every 100 ms; counts answers."""
+
+    def __init__(self, bed, node):
+        self.bed, self.node = bed, node
+        self.ok = self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        script = ("while :; do if curl -sf -m 2 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz "
+                  ">/dev/null; then echo ok; else echo fail; fi; sleep 0.1; done")
+        import subprocess
+
+        self._proc = subprocess.Popen(["podman", "exec", self.node, "bash", "-c", script], stdout=subprocess.PIPE,
+                                      text=True)
+        for line in self._proc.stdout:
+            if line.strip() == "ok":
+                self.ok += 1
+            else:
+                self.failed += 1
+            if self._stop.is_set():
+                break
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._proc.terminate()
+        self._thread.join(timeout=10)
+
+
+def _settings():
+    """The versions the scenario's inventory sets (.config/molecule/config.yml), for runs of our own."""
+    versions = mirror_vars()["testbed_versions"]
+    return {"kubeforge_kubernetes_version": versions["kubernetes"], "kubeforge_etcd_version": versions["etcd"],
+            "kubeforge_containerd_version": versions["containerd"], "kubeforge_runc_version": versions["runc"],
+            "kubeforge_cni_plugins_version": versions["cni_plugins"], "kubeforge_crictl_version": versions["crictl"]}
+
+
+def _inventory(bed):
+    hosts = bed.hosts()[0]
+    return bed.inventory({"kube_control_plane": sorted(h for h in hosts if "-cp" in h),
+                          "etcd": sorted(h for h in hosts if "-cp" in h),
+                          "kube_node": sorted(h for h in hosts if "-w" in h)})
+
+
+def test_a_stopped_control_plane_does_not_stop_the_workers(bed, cps, workers):
+    import subprocess
+
+    with Poller(bed, workers[0]) as poller:
+        time.sleep(3)
+        subprocess.run(["podman", "stop", "-t", "5", cps[0]], check=True, capture_output=True)
+        time.sleep(15)
+        stopped = (poller.ok, poller.failed)
+    # the load balancer takes the stopped API server out after its failed health checks; a few
+    # requests that were on their way to it fail, none after that
+    assert stopped[0] > 50, stopped
+    report(f"{cps[0]} stopped: through {workers[0]}'s load balancer {stopped[0]} requests answered, "
+           f"{stopped[1]} failed (in the seconds before the health checks took it out)")
+    subprocess.run(["podman", "start", cps[0]], check=True, capture_output=True)
+    wait(f"{cps[0]} to serve again", lambda: kubectl(bed, cps[1], f"get node {cps[0]} -o "
+                                                                   "jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
+                                                     check=False)[1].strip() == "True", timeout=180)
+    run = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=())
+    assert run.rc == 0, run.tail()
+    assert run.changed == 0, {h: v for h, v in run.recap.items() if v["changed"]}
+    report(f"{cps[0]} started again (same address): install.yml converged with changed=0 in {run.seconds:.0f} s")
+
+
+def test_a_changed_flag_is_planned_exactly_then_rolled_one_control_plane_at_a_time(bed, cps, workers):
+    extra = dict(_settings(), control_plane_apiserver_flags={"audit-log-maxage": 7})
+    plan = bed.playbook("install.yml", _inventory(bed), extra=extra, check=True, diff=True, skip_tags=())
+    assert plan.rc == 0, plan.tail()
+    assert {h for h, v in plan.recap.items() if v["changed"]} == set(cps), plan.recap
+    assert all(plan.recap[cp]["changed"] == 1 for cp in cps), plan.recap
+    changed_lines = re.findall(r"^[+-]  --audit-log-maxage=\d+ \\$", plan.output, re.M)
+    assert sorted(set(changed_lines)) == ["+  --audit-log-maxage=7 \\", "-  --audit-log-maxage=30 \\"], changed_lines
+    assert "kube-apiserver.env" in plan.output
+    report(f"--check --diff: only /etc/kubernetes/kube-apiserver.env changes on {', '.join(cps)}: "
+           f"{sorted(set(changed_lines))}")
+    with Poller(bed, workers[0]) as poller:
+        run = bed.playbook("install.yml", _inventory(bed), extra=extra, skip_tags=())
+    assert run.rc == 0, run.tail()
+    restarts = re.findall(r"TASK \[kubeforge\.cluster\.control_plane : Restart kube-apiserver on (\S+)\]", run.output)
+    assert restarts == cps, restarts
+    for cp in cps:
+        assert "--audit-log-maxage=7" in bed.sh(cp, "cat /proc/$(pidof kube-apiserver)/cmdline | tr '\\0' ' '")[1]
+    assert poller.failed == 0, (poller.ok, poller.failed)
+    report(f"real run: kube-apiserver restarted on {', '.join(restarts)} in turn; through the load balancer "
+           f"{poller.ok} requests answered, {poller.failed} failed")
+    again = bed.playbook("install.yml", _inventory(bed), extra=extra, skip_tags=())
+    assert again.rc == 0 and again.changed == 0, again.recap
