@@ -8,7 +8,7 @@ from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import inventory_check
+from ansible_collections.kubeforge.cluster.plugins.module_utils import component_check, inventory_check
 
 
 class ActionModule(ActionBase):
@@ -61,7 +61,8 @@ class ActionModule(ActionBase):
                 errors.append(f"host {host}: has no variables (not in the inventory?)")
                 continue
             values = {}
-            names = [n for n in host_vars if to_text(n).startswith("kubeforge_")] + list(wanted_fixed)
+            names = [n for n in host_vars if to_text(n).startswith(("kubeforge_",) + component_check.ROLE_VARIABLE_PREFIXES)]
+            names += list(wanted_fixed)
             for name in names:
                 try:
                     if name in host_vars:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils.component_config import suggestions
 from ansible_collections.kubeforge.cluster.plugins.module_utils.schemas.component_flags import FLAGS
+from ansible_collections.kubeforge.cluster.plugins.module_utils.schemas.kubernetes_programs import PROGRAMS
 
 COMPONENTS = ('kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubelet', 'kube-proxy', 'etcd')
 ETCD_VERSIONS = ('3.5', '3.6')
@@ -37,6 +38,11 @@ def known_flags(component, version=None):
     if component not in COMPONENTS:
         raise FlagError(['unknown component %r (expected one of %s)' % (component, ', '.join(COMPONENTS))])
     if component != 'etcd':
+        # The flags the program of the target minor prints in its --help, where read
+        # (hack/gen-program-facts); the documented list otherwise.
+        minor = '.'.join(str(version).lstrip('v').split('.')[:2]) if version else None
+        if minor in PROGRAMS:
+            return set(PROGRAMS[minor]['flags'][component])
         return set(FLAGS[component])
     if version is None:
         return set(FLAGS['etcd-3.5']) | set(FLAGS['etcd-3.6'])
@@ -79,8 +85,8 @@ def render_flags(component, flags, allow_unknown=(), version=None):
 
     A None value leaves the flag out. A name upstream does not list fails with the closest known names,
     unless it is in ``allow_unknown``, which passes it with a warning (``result.warnings``). Every problem is
-    reported at once (FlagError.errors). ``version`` picks the etcd release (3.5 or 3.6); without it, etcd
-    flags are checked against both.
+    reported at once (FlagError.errors). ``version`` picks the etcd release (3.5 or 3.6; without it, etcd
+    flags are checked against both), or the Kubernetes release whose programs' flags apply.
     """
     known = known_flags(component, version)
     if not isinstance(flags, dict):

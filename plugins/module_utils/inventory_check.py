@@ -13,7 +13,7 @@ import difflib
 import ipaddress
 import re
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import network
+from ansible_collections.kubeforge.cluster.plugins.module_utils import component_check, network
 
 CLUSTER_GROUPS = ("kube_control_plane", "kube_node", "etcd", "k8s_cluster")
 CONTAINER_RUNTIMES = ("containerd",)
@@ -65,6 +65,7 @@ VERSION_COMPONENTS = {
 # apart from a name that is meant (these are per-host or per-run, not cluster-wide)
 OTHER_KNOWN = frozenset({
     "kubeforge_host",
+    "kubeforge_admin_conf_dir",
     "kubeforge_reset_confirm",
     "kubeforge_bundle_dir",
     "kubeforge_bundle_architectures",
@@ -201,6 +202,7 @@ def check_inventory(groups, hosts, table=None, overrides_arch="amd64"):
     _check_hosts(groups, hosts, cluster_hosts, report)
     _check_networks(settings, groups, hosts, cluster_hosts, report)
     _check_etcd(groups, settings, report)
+    component_check.check_components({h: hosts.get(h, {}) for h in cluster_hosts}, settings, report)
     return report.errors, report.warnings, settings
 
 
