@@ -37,8 +37,15 @@ def encryption_config(key, resources, provider):
         raise AnsibleFilterError(f"encryption_config: {exc}")
 
 
+def encryption_key_conflict(held):
+    """A message naming the hosts of each key when ``held`` ({host: {provider, name, fingerprint} or
+    None}, as the preflight host check reports them) disagree; empty otherwise."""
+    return encryption.fingerprint_conflict({host: key for host, key in (held or {}).items()})
+
+
 class FilterModule:
     """kubeforge.cluster encryption filters."""
 
     def filters(self):
-        return {"encryption_plan": encryption_plan, "encryption_config": encryption_config}
+        return {"encryption_plan": encryption_plan, "encryption_config": encryption_config,
+                "encryption_key_conflict": encryption_key_conflict}

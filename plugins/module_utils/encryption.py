@@ -59,6 +59,48 @@ def active_key(document, host):
     return None
 
 
+def held_key(path):
+    """On a control plane: {provider, name, fingerprint} of the key the file at ``path`` encrypts new
+    writes with; None when there is no such file or it encrypts nothing. The key stays on the host."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EncryptionError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        import yaml  # the os role installs PyYAML; a fresh host holds no configuration to read
+    except ImportError:
+        raise EncryptionError(f"{path}: exists, but PyYAML, needed to read it, is missing") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise EncryptionError(f"{path}: is not YAML") from None
+    found = active_key(document, path)
+    if not found:
+        return None
+    provider, name, secret = found
+    return {"provider": provider, "name": name, "fingerprint": fingerprint(secret)}
+
+
+def fingerprint_conflict(held):
+    """From {host: held_key() result or None}: a message naming the hosts of each key when they
+    differ, else ''."""
+    distinct = {}
+    for host, key in held.items():
+        if key:
+            distinct.setdefault((key["provider"], key["name"], key["fingerprint"]), []).append(host)
+    if len(distinct) < 2:
+        return ""
+    parts = [f"{', '.join(hosts)} {'holds' if len(hosts) == 1 else 'hold'} {provider} key {name} ({fp})"
+             for (provider, name, fp), hosts in distinct.items()]
+    return ("control planes hold different encryption keys: " + "; ".join(parts)
+            + ". Secrets written through one API server cannot be read through the other; copy the right "
+              "/etc/kubernetes/encryption.yaml to every control plane (or remove it from the ones that "
+              "never served writes), then run again")
+
+
 def plan(held):
     """What the control planes hold, from ``held`` = {host: parsed document or None}.
 
@@ -78,20 +120,11 @@ def plan(held):
             keys[host] = found
     if errors:
         return {"holders": sorted(keys), "key": None, "conflict": "; ".join(errors)}
-    distinct = {}
-    for host, found in keys.items():
-        distinct.setdefault(found, []).append(host)
-    if len(distinct) > 1:
-        parts = [f"{', '.join(hosts)} hold {provider} key {name} ({fingerprint(secret)})"
-                 for (provider, name, secret), hosts in distinct.items()]
-        return {
-            "holders": list(keys),
-            "key": None,
-            "conflict": ("control planes hold different encryption keys: " + "; ".join(parts)
-                         + ". Secrets written through one API server cannot be read through the other; "
-                           "copy the right /etc/kubernetes/encryption.yaml to every control plane (or "
-                           "remove it from the ones that never served writes), then run again"),
-        }
+    conflict = fingerprint_conflict({host: {"provider": provider, "name": name, "fingerprint": fingerprint(secret)}
+                                     for host, (provider, name, secret) in keys.items()})
+    if conflict:
+        return {"holders": list(keys), "key": None, "conflict": conflict}
+    distinct = {found: None for found in keys.values()}
     if not keys:
         return {"holders": [], "key": None, "conflict": ""}
     (provider, name, secret), = distinct

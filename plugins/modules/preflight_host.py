@@ -35,6 +35,12 @@ options:
     description: Recommended CPUs; fewer is a warning.
     type: int
     default: 1
+  encryption_config:
+    description:
+      - The control plane's EncryptionConfiguration. When the file exists, the result names the key
+        that encrypts new writes by its provider, name and a fingerprint (never the key), so that
+        control planes holding different keys are refused before anything changes.
+    type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -87,6 +93,7 @@ ansible_facts:
         time_sync: {service: chronyd, synchronized: true}
         artifacts: {containerd: 2.1.9, runc: 1.3.6, etcd: 3.6.9}
         stale_programs: []
+        encryption_key: {provider: secretbox, name: key1, fingerprint: "sha256:8d1a3f0c2b4e6a79"}
 errors:
   description: The problems that make the host unusable.
   returned: always
@@ -97,7 +104,7 @@ errors:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import host_facts
+from ansible_collections.kubeforge.cluster.plugins.module_utils import encryption, host_facts
 
 
 def main():
@@ -106,6 +113,7 @@ def main():
             ports=dict(type="list", elements="dict", default=[]),
             min_memory_mb=dict(type="int", default=1024),
             min_cpus=dict(type="int", default=1),
+            encryption_config=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -116,6 +124,11 @@ def main():
     facts = host_facts.gather(run_command)
     errors, warnings = host_facts.evaluate(
         facts, module.params["ports"], module.params["min_memory_mb"], module.params["min_cpus"])
+    if module.params["encryption_config"]:
+        try:
+            facts["encryption_key"] = encryption.held_key(module.params["encryption_config"])
+        except encryption.EncryptionError as exc:
+            errors.append(str(exc))
     for warning in warnings:
         module.warn(warning)
     result = dict(changed=False, ansible_facts=dict(kubeforge_host=facts), errors=errors)

@@ -36,7 +36,7 @@ def test_different_keys_are_refused_naming_hosts_not_keys():
     result = encryption.plan({"cp1": config(KEY_A), "cp2": config(KEY_A), "cp3": config(KEY_B)})
     assert result["key"] is None
     assert "cp1, cp2 hold secretbox key key1 (sha256:" in result["conflict"]
-    assert "cp3 hold secretbox key key1" in result["conflict"]
+    assert "cp3 holds secretbox key key1" in result["conflict"]
     assert KEY_A not in result["conflict"] and KEY_B not in result["conflict"]
 
 
@@ -71,3 +71,22 @@ def test_filter_reads_slurped_files():
     held = {"cp1": base64.b64encode(yaml.safe_dump(config(KEY_A)).encode()).decode(), "cp2": ""}
     assert filters.encryption_plan(held)["key"]["secret"] == KEY_A
     assert filters.encryption_config({"name": "key1", "secret": KEY_A}, ["secrets"], "secretbox")["resources"]
+
+
+def test_a_control_plane_names_its_key_by_fingerprint_only(tmp_path):
+    secret = base64.b64encode(b"k" * 32).decode()
+    path = tmp_path / "encryption.yaml"
+    path.write_text(yaml.safe_dump(encryption.configuration(["secrets"], "secretbox", {"name": "key1", "secret": secret})))
+    held = encryption.held_key(str(path))
+    assert held == {"provider": "secretbox", "name": "key1", "fingerprint": encryption.fingerprint(secret)}
+    assert secret not in repr(held)
+    assert encryption.held_key(str(tmp_path / "absent.yaml")) is None
+
+
+def test_fingerprints_that_differ_are_refused_naming_the_hosts():
+    one = {"provider": "secretbox", "name": "key1", "fingerprint": "sha256:0000000000000001"}
+    two = dict(one, fingerprint="sha256:0000000000000002")
+    assert encryption.fingerprint_conflict({"cp1": one, "cp2": None, "cp3": one}) == ""
+    message = encryption.fingerprint_conflict({"cp1": one, "cp2": two, "cp3": one})
+    assert "cp1, cp3 hold secretbox key key1 (sha256:0000000000000001)" in message
+    assert "cp2 holds secretbox key key1 (sha256:0000000000000002)" in message
