@@ -45,6 +45,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 BUILTIN_KINDS = [
     # apiVersion, kind, plural, namespaced
     ('v1', 'Namespace', 'namespaces', False),
+    ('v1', 'Node', 'nodes', False),
     ('v1', 'ConfigMap', 'configmaps', True),
     ('v1', 'Secret', 'secrets', True),
     ('v1', 'Service', 'services', True),
@@ -62,7 +63,7 @@ BUILTIN_KINDS = [
 KNOWN_TOP_LEVEL = {'apiVersion', 'kind', 'metadata', 'spec', 'status', 'data', 'stringData', 'binaryData', 'type',
                    'immutable', 'rules', 'aggregationRule', 'secrets', 'imagePullSecrets',
                    'automountServiceAccountToken'}
-WITH_SPEC = {'Deployment', 'DaemonSet', 'StatefulSet', 'Job', 'Pod', 'Service', 'CustomResourceDefinition',
+WITH_SPEC = {'Node', 'Deployment', 'DaemonSet', 'StatefulSet', 'Job', 'Pod', 'Service', 'CustomResourceDefinition',
              'APIService', 'Namespace'}
 
 
