@@ -81,6 +81,18 @@ BAD = {
     "misspelled_setting": (inventory({"kubeforge_servce_cidr": "10.96.0.0/12"}),
                            "kubeforge_servce_cidr: is not a kubeforge setting (set for cp1 and 4 more); did you mean kubeforge_service_cidr?"),
     "bad_api_endpoint": (inventory({"kubeforge_api_endpoint": "api.example.com"}), "kubeforge_api_endpoint: 'api.example.com' is not host:port"),
+    "misspelled_apiserver_flag": (inventory({"control_plane_apiserver_flags": {"profilng": False}}),
+                                  "control_plane_apiserver_flags.profilng: is not a flag of kube-apiserver"),
+    "unknown_kubelet_config_key": (inventory({"node_kubelet_config": {"readOnlyPrt": 0}}),
+                                   "unknown field .readOnlyPrt; did you mean readOnlyPort?"),
+    "unknown_kube_proxy_config_key": (inventory({"node_kube_proxy_config": {"conntrack": {"maxPerCor": 0}}}),
+                                      "unknown field .conntrack.maxPerCor; did you mean maxPerCore?"),
+    "unknown_feature_gate": (inventory({"control_plane_feature_gates": {"NoSuchGate": True}}),
+                             "control_plane_feature_gates.NoSuchGate: is not a feature gate of Kubernetes"),
+    "admission_undoes_pod_security": (inventory({"control_plane_admission_plugins": ["NodeRestriction", "AlwaysAdmit"]}),
+                                      "AlwaysAdmit admits every request"),
+    "extra_san_not_a_name": (inventory({"pki_apiserver_extra_sans": ["api example.com"]}),
+                             "'api example.com' is neither an IP address nor a lowercase DNS name"),
 }
 
 # Several errors in one inventory: all of them are reported in one run.
