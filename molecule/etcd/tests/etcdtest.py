@@ -175,7 +175,7 @@ class Bed:
         return path
 
     def playbook(self, playbook, inventory, extra=None, limit=None, check=False, diff=False,
-                 skip_tags=("container_runtime", "pki")):
+                 skip_tags=("container_runtime", "pki", "kubernetes")):
         """Run a playbook of the collection; returns a result with rc, output, seconds, recap, tasks.
 
         The cluster PKI and the container runtime (in install.yml and scale.yml for the k8s_cluster

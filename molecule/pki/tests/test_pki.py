@@ -53,7 +53,7 @@ def playbook(name, inv, extra=None, **options):
     """A playbook run with the cluster PKI (the Bed's default skips it), without containerd, on the
     etcd release the scenario converged with."""
     extra = dict({"kubeforge_etcd_version": "{{ testbed_versions.etcd }}"}, **(extra or {}))
-    return bed.playbook(name, inv, extra, skip_tags=("container_runtime",), **options)
+    return bed.playbook(name, inv, extra, skip_tags=("container_runtime", "kubernetes"), **options)
 
 
 def inventory(workers=(W1,), name="inventory"):
