@@ -40,7 +40,7 @@ def encryption_config(key, resources, provider):
 def encryption_key_conflict(held):
     """A message naming the hosts of each key when ``held`` ({host: {provider, name, fingerprint} or
     None}, as the preflight host check reports them) disagree; empty otherwise."""
-    return encryption.fingerprint_conflict({host: key for host, key in (held or {}).items()})
+    return encryption.fingerprint_conflict(dict(held or {}))
 
 
 class FilterModule:

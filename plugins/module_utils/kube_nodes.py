@@ -31,7 +31,7 @@ def parse_taint(value, where):
         taint = {k: value[k] for k in ("key", "value", "effect") if value.get(k) not in (None, "")}
     elif isinstance(value, str) and ":" in value:
         head, effect = value.rsplit(":", 1)
-        key, _, val = head.partition("=")
+        key, _sep, val = head.partition("=")
         taint = {"key": key, "effect": effect}
         if val:
             taint["value"] = val

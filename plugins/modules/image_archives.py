@@ -52,6 +52,8 @@ options:
     description: Where archives are downloaded to (and removed from after the import).
     type: path
     default: /var/lib/kubeforge/images
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

@@ -77,6 +77,8 @@ options:
     description: Seconds one request may take including its retries (the API server may be restarting).
     type: int
     default: 120
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

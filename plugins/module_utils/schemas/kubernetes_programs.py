@@ -14,2508 +14,2508 @@ RELEASES = {
 }
 
 PROGRAMS = {
- "1.35": {
-  "admission_plugins": [
-   "AlwaysAdmit",
-   "AlwaysDeny",
-   "AlwaysPullImages",
-   "CertificateApproval",
-   "CertificateSigning",
-   "CertificateSubjectRestriction",
-   "ClusterTrustBundleAttest",
-   "DefaultIngressClass",
-   "DefaultStorageClass",
-   "DefaultTolerationSeconds",
-   "DenyServiceExternalIPs",
-   "EventRateLimit",
-   "ExtendedResourceToleration",
-   "ImagePolicyWebhook",
-   "LimitPodHardAntiAffinityTopology",
-   "LimitRanger",
-   "MutatingAdmissionPolicy",
-   "MutatingAdmissionWebhook",
-   "NamespaceAutoProvision",
-   "NamespaceExists",
-   "NamespaceLifecycle",
-   "NodeDeclaredFeatureValidator",
-   "NodeRestriction",
-   "OwnerReferencesPermissionEnforcement",
-   "PersistentVolumeClaimResize",
-   "PodNodeSelector",
-   "PodSecurity",
-   "PodTolerationRestriction",
-   "PodTopologyLabels",
-   "Priority",
-   "ResourceQuota",
-   "RuntimeClass",
-   "ServiceAccount",
-   "StorageObjectInUseProtection",
-   "TaintNodesByCondition",
-   "ValidatingAdmissionPolicy",
-   "ValidatingAdmissionWebhook"
-  ],
-  "default_admission_plugins": [
-   "NamespaceLifecycle",
-   "LimitRanger",
-   "ServiceAccount",
-   "TaintNodesByCondition",
-   "PodSecurity",
-   "Priority",
-   "DefaultTolerationSeconds",
-   "DefaultStorageClass",
-   "StorageObjectInUseProtection",
-   "PersistentVolumeClaimResize",
-   "RuntimeClass",
-   "CertificateApproval",
-   "CertificateSigning",
-   "ClusterTrustBundleAttest",
-   "CertificateSubjectRestriction",
-   "DefaultIngressClass",
-   "PodTopologyLabels",
-   "NodeDeclaredFeatureValidator",
-   "MutatingAdmissionPolicy",
-   "MutatingAdmissionWebhook",
-   "ValidatingAdmissionPolicy",
-   "ValidatingAdmissionWebhook",
-   "ResourceQuota"
-  ],
-  "feature_gates": {
-   "APIResponseCompression": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "APIServerIdentity": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "APIServingWithRoutine": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AllAlpha": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AllBeta": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "AllowParsingUserUIDFromCertAuth": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "AllowUnsafeMalformedObjectDeletion": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AuthorizePodWebsocketUpgradeCreatePermission": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CBORServingAndStorage": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CPUManagerPolicyAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CPUManagerPolicyBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CRDObservedGenerationTracking": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "CSIServiceAccountTokenSecrets": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CSIVolumeHealth": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClearingNominatedNodeNameAfterBinding": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ClientsAllowCBOR": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClientsPreferCBOR": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CloudControllerManagerWatchBasedRoutesReconciliation": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CloudControllerManagerWebhook": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClusterTrustBundle": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ClusterTrustBundleProjection": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ComponentFlagz": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ComponentStatusz": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ConcurrentWatchObjectDecode": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ConstrainedImpersonation": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ContainerCheckpoint": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ContainerRestartRules": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ContainerStopSignals": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ContextualLogging": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CoordinatedLeaderElection": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "CrossNamespaceVolumeDataSource": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CustomCPUCFSQuotaPeriod": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAAdminAccess": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAConsumableCapacity": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRADeviceBindingConditions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRADeviceTaintRules": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRADeviceTaints": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAExtendedResource": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAPartitionableDevices": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAPrioritizedList": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAResourceClaimDeviceStatus": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRASchedulerFilterTimeout": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DeclarativeValidation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DeclarativeValidationTakeover": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "DeploymentReplicaSetTerminatingReplicas": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DetectCacheInconsistency": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DisableCPUQuotaWithExclusiveCPUs": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "EnvFiles": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "EventedPLEG": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ExternalServiceAccountTokenSigner": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "GangScheduling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "GenericWorkload": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "GracefulNodeShutdown": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "GracefulNodeShutdownBasedOnPodPriority": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "HPAConfigurableTolerance": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "HPAScaleToZero": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "HostnameOverride": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ImageVolume": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "InOrderInformers": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "InOrderInformersBatchProcess": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "InPlacePodLevelResourcesVerticalScaling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InPlacePodVerticalScalingExclusiveCPUs": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InPlacePodVerticalScalingExclusiveMemory": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InTreePluginPortworxUnregister": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "KubeletCrashLoopBackOffMax": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletEnsureSecretPulledImages": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletFineGrainedAuthz": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletInUserNamespace": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "KubeletPSI": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletPodResourcesDynamicResources": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletPodResourcesGet": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletSeparateDiskGC": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletServiceAccountTokenForCredentialProviders": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ListFromCacheSnapshot": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "LocalStorageCapacityIsolationFSQuotaMonitoring": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "LoggingAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "LoggingBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MatchLabelKeysInPodTopologySpread": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MatchLabelKeysInPodTopologySpreadSelectorMerge": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MaxUnavailableStatefulSet": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "MemoryQoS": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutableCSINodeAllocatableCount": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MutablePVNodeAffinity": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutablePodResourcesForSuspendedJobs": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutableSchedulingDirectivesForSuspendedJobs": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutatingAdmissionPolicy": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "NodeDeclaredFeatures": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "NodeLogQuery": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "NominatedNodeNameForExpectation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "OpenAPIEnums": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "OpportunisticBatching": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodAndContainerStatsFromCRI": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodCertificateRequest": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "PodDeletionCost": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodLevelResources": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodLogsQuerySplitStreams": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodReadyToStartContainersCondition": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodTopologyLabelsAdmission": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PortForwardWebsockets": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PreventStaticPodAPIReferences": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ProcMountType": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "QOSReserved": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ReduceDefaultCrashLoopBackOffDecay": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "RelaxedServiceNameValidation": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ReloadKubeletServerCertificateFile": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RemoteRequestHeaderUID": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ResourceHealthStatus": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "RestartAllContainersOnContainerExits": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "RotateKubeletServerCertificate": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RuntimeClassInImageCriApi": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "SELinuxChangePolicy": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "SELinuxMount": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "SELinuxMountReadWriteOncePod": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "SchedulerAsyncAPICalls": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "SchedulerAsyncPreemption": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "SchedulerPopFromBackoffQ": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ServiceAccountNodeAudienceRestriction": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "SizeBasedListCostEstimate": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StatefulSetSemanticRevisionComparison": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StorageCapacityScoring": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "StorageVersionAPI": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "StorageVersionHash": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StorageVersionMigrator": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "StrictIPCIDRValidation": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "StructuredAuthenticationConfigurationEgressSelector": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StructuredAuthenticationConfigurationJWKSMetrics": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TaintTolerationComparisonOperators": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "TokenRequestServiceAccountUIDValidation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TopologyManagerPolicyAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "TopologyManagerPolicyBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TranslateStreamCloseWebsocketRequests": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UnauthenticatedHTTP2DOSMitigation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UnknownVersionInteroperabilityProxy": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "UserNamespacesHostNetworkSupport": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "UserNamespacesSupport": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "VolumeLimitScaling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "WatchCacheInitializationPostStartHook": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "WatchList": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WatchListClient": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WindowsCPUAndMemoryAffinity": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "WindowsGracefulNodeShutdown": {
-    "default": True,
-    "stage": "BETA"
-   }
-  },
-  "flags": {
-   "kube-apiserver": [
-    "admission-control",
-    "admission-control-config-file",
-    "advertise-address",
-    "aggregator-reject-forwarding-redirect",
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "allow-privileged",
-    "anonymous-auth",
-    "api-audiences",
-    "audit-log-batch-buffer-size",
-    "audit-log-batch-max-size",
-    "audit-log-batch-max-wait",
-    "audit-log-batch-throttle-burst",
-    "audit-log-batch-throttle-enable",
-    "audit-log-batch-throttle-qps",
-    "audit-log-compress",
-    "audit-log-format",
-    "audit-log-maxage",
-    "audit-log-maxbackup",
-    "audit-log-maxsize",
-    "audit-log-mode",
-    "audit-log-path",
-    "audit-log-truncate-enabled",
-    "audit-log-truncate-max-batch-size",
-    "audit-log-truncate-max-event-size",
-    "audit-log-version",
-    "audit-policy-file",
-    "audit-webhook-batch-buffer-size",
-    "audit-webhook-batch-max-size",
-    "audit-webhook-batch-max-wait",
-    "audit-webhook-batch-throttle-burst",
-    "audit-webhook-batch-throttle-enable",
-    "audit-webhook-batch-throttle-qps",
-    "audit-webhook-config-file",
-    "audit-webhook-initial-backoff",
-    "audit-webhook-mode",
-    "audit-webhook-truncate-enabled",
-    "audit-webhook-truncate-max-batch-size",
-    "audit-webhook-truncate-max-event-size",
-    "audit-webhook-version",
-    "authentication-config",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-token-webhook-config-file",
-    "authentication-token-webhook-version",
-    "authorization-config",
-    "authorization-mode",
-    "authorization-policy-file",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "authorization-webhook-config-file",
-    "authorization-webhook-version",
-    "bind-address",
-    "cert-dir",
-    "client-ca-file",
-    "contention-profiling",
-    "coordinated-leadership-lease-duration",
-    "coordinated-leadership-renew-deadline",
-    "coordinated-leadership-retry-period",
-    "cors-allowed-origins",
-    "debug-socket-path",
-    "default-not-ready-toleration-seconds",
-    "default-unreachable-toleration-seconds",
-    "delete-collection-workers",
-    "disable-admission-plugins",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "egress-selector-config-file",
-    "emulated-version",
-    "emulation-forward-compatible",
-    "enable-admission-plugins",
-    "enable-aggregator-routing",
-    "enable-bootstrap-token-auth",
-    "enable-garbage-collector",
-    "enable-logs-handler",
-    "enable-priority-and-fairness",
-    "encryption-provider-config",
-    "encryption-provider-config-automatic-reload",
-    "endpoint-reconciler-type",
-    "etcd-cafile",
-    "etcd-certfile",
-    "etcd-compaction-interval",
-    "etcd-count-metric-poll-period",
-    "etcd-db-metric-poll-interval",
-    "etcd-healthcheck-timeout",
-    "etcd-keyfile",
-    "etcd-prefix",
-    "etcd-readycheck-timeout",
-    "etcd-servers",
-    "etcd-servers-overrides",
-    "event-ttl",
-    "external-hostname",
-    "feature-gates",
-    "goaway-chance",
-    "help",
-    "http2-max-streams-per-connection",
-    "kubelet-certificate-authority",
-    "kubelet-client-certificate",
-    "kubelet-client-key",
-    "kubelet-preferred-address-types",
-    "kubelet-timeout",
-    "kubernetes-service-node-port",
-    "lease-reuse-duration-seconds",
-    "livez-grace-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "max-connection-bytes-per-sec",
-    "max-mutating-requests-inflight",
-    "max-requests-inflight",
-    "min-compatibility-version",
-    "min-request-timeout",
-    "oidc-ca-file",
-    "oidc-client-id",
-    "oidc-groups-claim",
-    "oidc-groups-prefix",
-    "oidc-issuer-url",
-    "oidc-required-claim",
-    "oidc-signing-algs",
-    "oidc-username-claim",
-    "oidc-username-prefix",
-    "peer-advertise-ip",
-    "peer-advertise-port",
-    "peer-ca-file",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "profiling",
-    "proxy-client-cert-file",
-    "proxy-client-key-file",
-    "request-timeout",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "runtime-config",
-    "runtime-config-emulation-forward-compatible",
-    "secure-port",
-    "service-account-extend-token-expiration",
-    "service-account-issuer",
-    "service-account-jwks-uri",
-    "service-account-key-file",
-    "service-account-lookup",
-    "service-account-max-token-expiration",
-    "service-account-signing-endpoint",
-    "service-account-signing-key-file",
-    "service-cluster-ip-range",
-    "service-node-port-range",
-    "show-hidden-metrics-for-version",
-    "shutdown-delay-duration",
-    "shutdown-send-retry-after",
-    "shutdown-watch-termination-grace-period",
-    "storage-backend",
-    "storage-initialization-timeout",
-    "storage-media-type",
-    "strict-transport-security-directives",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "token-auth-file",
-    "tracing-config-file",
-    "v",
-    "version",
-    "vmodule",
-    "watch-cache",
-    "watch-cache-sizes"
-   ],
-   "kube-controller-manager": [
-    "allocate-node-cidrs",
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "attach-detach-reconcile-sync-period",
-    "authentication-kubeconfig",
-    "authentication-skip-lookup",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-tolerate-lookup-failure",
-    "authorization-always-allow-paths",
-    "authorization-kubeconfig",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "bind-address",
-    "cert-dir",
-    "cidr-allocator-type",
-    "client-ca-file",
-    "cloud-config",
-    "cloud-provider",
-    "cluster-cidr",
-    "cluster-name",
-    "cluster-signing-cert-file",
-    "cluster-signing-duration",
-    "cluster-signing-key-file",
-    "cluster-signing-kube-apiserver-client-cert-file",
-    "cluster-signing-kube-apiserver-client-key-file",
-    "cluster-signing-kubelet-client-cert-file",
-    "cluster-signing-kubelet-client-key-file",
-    "cluster-signing-kubelet-serving-cert-file",
-    "cluster-signing-kubelet-serving-key-file",
-    "cluster-signing-legacy-unknown-cert-file",
-    "cluster-signing-legacy-unknown-key-file",
-    "concurrent-cron-job-syncs",
-    "concurrent-daemonset-syncs",
-    "concurrent-deployment-syncs",
-    "concurrent-device-taint-eviction-syncs",
-    "concurrent-endpoint-syncs",
-    "concurrent-ephemeralvolume-syncs",
-    "concurrent-gc-syncs",
-    "concurrent-horizontal-pod-autoscaler-syncs",
-    "concurrent-job-syncs",
-    "concurrent-namespace-syncs",
-    "concurrent-rc-syncs",
-    "concurrent-replicaset-syncs",
-    "concurrent-resource-quota-syncs",
-    "concurrent-service-endpoint-syncs",
-    "concurrent-service-syncs",
-    "concurrent-serviceaccount-token-syncs",
-    "concurrent-statefulset-syncs",
-    "concurrent-ttl-after-finished-syncs",
-    "concurrent-validating-admission-policy-status-syncs",
-    "configure-cloud-routes",
-    "contention-profiling",
-    "controller-shutdown-timeout",
-    "controller-start-interval",
-    "controllers",
-    "disable-attach-detach-reconcile-sync",
-    "disable-force-detach-on-timeout",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "emulated-version",
-    "enable-dynamic-provisioning",
-    "enable-garbage-collector",
-    "enable-hostpath-provisioner",
-    "enable-leader-migration",
-    "endpoint-updates-batch-period",
-    "endpointslice-updates-batch-period",
-    "external-cloud-volume-plugin",
-    "feature-gates",
-    "flex-volume-plugin-dir",
-    "help",
-    "horizontal-pod-autoscaler-cpu-initialization-period",
-    "horizontal-pod-autoscaler-downscale-stabilization",
-    "horizontal-pod-autoscaler-initial-readiness-delay",
-    "horizontal-pod-autoscaler-sync-period",
-    "horizontal-pod-autoscaler-tolerance",
-    "http2-max-streams-per-connection",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "large-cluster-size-threshold",
-    "leader-elect",
-    "leader-elect-lease-duration",
-    "leader-elect-renew-deadline",
-    "leader-elect-resource-lock",
-    "leader-elect-resource-name",
-    "leader-elect-resource-namespace",
-    "leader-elect-retry-period",
-    "leader-migration-config",
-    "legacy-service-account-token-clean-up-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "master",
-    "max-endpoints-per-slice",
-    "min-compatibility-version",
-    "min-resync-period",
-    "mirroring-concurrent-service-endpoint-syncs",
-    "mirroring-endpointslice-updates-batch-period",
-    "mirroring-max-endpoints-per-subset",
-    "namespace-sync-period",
-    "node-cidr-mask-size",
-    "node-cidr-mask-size-ipv4",
-    "node-cidr-mask-size-ipv6",
-    "node-eviction-rate",
-    "node-monitor-grace-period",
-    "node-monitor-period",
-    "node-startup-grace-period",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "profiling",
-    "pv-recycler-increment-timeout-nfs",
-    "pv-recycler-minimum-timeout-hostpath",
-    "pv-recycler-minimum-timeout-nfs",
-    "pv-recycler-pod-template-filepath-hostpath",
-    "pv-recycler-pod-template-filepath-nfs",
-    "pv-recycler-timeout-increment-hostpath",
-    "pvclaimbinder-sync-period",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "resource-quota-sync-period",
-    "root-ca-file",
-    "route-reconciliation-period",
-    "secondary-node-eviction-rate",
-    "secure-port",
-    "service-account-private-key-file",
-    "service-cluster-ip-range",
-    "show-hidden-metrics-for-version",
-    "terminated-pod-gc-threshold",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "unhealthy-zone-threshold",
-    "use-service-account-credentials",
-    "v",
-    "version",
-    "vmodule"
-   ],
-   "kube-proxy": [
-    "bind-address",
-    "bind-address-hard-fail",
-    "boot-id-file",
-    "cleanup",
-    "cluster-cidr",
-    "config",
-    "config-sync-period",
-    "conntrack-max-per-core",
-    "conntrack-min",
-    "conntrack-tcp-be-liberal",
-    "conntrack-tcp-timeout-close-wait",
-    "conntrack-tcp-timeout-established",
-    "conntrack-udp-timeout",
-    "conntrack-udp-timeout-stream",
-    "detect-local-mode",
-    "feature-gates",
-    "healthz-bind-address",
-    "help",
-    "hostname-override",
-    "init-only",
-    "iptables-localhost-nodeports",
-    "iptables-masquerade-bit",
-    "iptables-min-sync-period",
-    "iptables-sync-period",
-    "ipvs-exclude-cidrs",
-    "ipvs-min-sync-period",
-    "ipvs-scheduler",
-    "ipvs-strict-arp",
-    "ipvs-sync-period",
-    "ipvs-tcp-timeout",
-    "ipvs-tcpfin-timeout",
-    "ipvs-udp-timeout",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "machine-id-file",
-    "masquerade-all",
-    "master",
-    "metrics-bind-address",
-    "nodeport-addresses",
-    "oom-score-adj",
-    "pod-bridge-interface",
-    "pod-interface-name-prefix",
-    "profiling",
-    "proxy-mode",
-    "show-hidden-metrics-for-version",
-    "v",
-    "version",
-    "vmodule",
-    "write-config-to"
-   ],
-   "kube-scheduler": [
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "authentication-kubeconfig",
-    "authentication-skip-lookup",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-tolerate-lookup-failure",
-    "authorization-always-allow-paths",
-    "authorization-kubeconfig",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "bind-address",
-    "cert-dir",
-    "client-ca-file",
-    "config",
-    "contention-profiling",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "emulated-version",
-    "feature-gates",
-    "help",
-    "http2-max-streams-per-connection",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "leader-elect",
-    "leader-elect-lease-duration",
-    "leader-elect-renew-deadline",
-    "leader-elect-resource-lock",
-    "leader-elect-resource-name",
-    "leader-elect-resource-namespace",
-    "leader-elect-retry-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "master",
-    "min-compatibility-version",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "pod-max-in-unschedulable-pods-duration",
-    "profiling",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "secure-port",
-    "show-hidden-metrics-for-version",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "v",
-    "version",
-    "vmodule",
-    "write-config-to"
-   ],
-   "kubelet": [
-    "address",
-    "allowed-unsafe-sysctls",
-    "anonymous-auth",
-    "application-metrics-count-limit",
-    "authentication-token-webhook",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "boot-id-file",
-    "bootstrap-kubeconfig",
-    "cert-dir",
-    "cgroup-driver",
-    "cgroup-root",
-    "cgroups-per-qos",
-    "client-ca-file",
-    "cloud-provider",
-    "cluster-dns",
-    "cluster-domain",
-    "config",
-    "config-dir",
-    "container-hints",
-    "container-log-max-files",
-    "container-log-max-size",
-    "container-runtime-endpoint",
-    "containerd",
-    "containerd-namespace",
-    "contention-profiling",
-    "cpu-cfs-quota",
-    "cpu-cfs-quota-period",
-    "cpu-manager-policy",
-    "cpu-manager-policy-options",
-    "cpu-manager-reconcile-period",
-    "enable-controller-attach-detach",
-    "enable-debugging-handlers",
-    "enable-load-reader",
-    "enable-server",
-    "enforce-node-allocatable",
-    "event-burst",
-    "event-qps",
-    "event-storage-age-limit",
-    "event-storage-event-limit",
-    "eviction-hard",
-    "eviction-max-pod-grace-period",
-    "eviction-minimum-reclaim",
-    "eviction-pressure-transition-period",
-    "eviction-soft",
-    "eviction-soft-grace-period",
-    "exit-on-lock-contention",
-    "experimental-allocatable-ignore-eviction",
-    "experimental-mounter-path",
-    "fail-cgroupv1",
-    "fail-swap-on",
-    "feature-gates",
-    "file-check-frequency",
-    "global-housekeeping-interval",
-    "hairpin-mode",
-    "healthz-bind-address",
-    "healthz-port",
-    "help",
-    "hostname-override",
-    "housekeeping-interval",
-    "http-check-frequency",
-    "image-credential-provider-bin-dir",
-    "image-credential-provider-config",
-    "image-gc-high-threshold",
-    "image-gc-low-threshold",
-    "image-service-endpoint",
-    "kernel-memcg-notification",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kube-reserved",
-    "kube-reserved-cgroup",
-    "kubeconfig",
-    "kubelet-cgroups",
-    "local-storage-capacity-isolation",
-    "lock-file",
-    "log-cadvisor-usage",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "machine-id-file",
-    "make-iptables-util-chains",
-    "manifest-url",
-    "manifest-url-header",
-    "max-open-files",
-    "max-pods",
-    "maximum-dead-containers",
-    "maximum-dead-containers-per-container",
-    "memory-manager-policy",
-    "minimum-container-ttl-duration",
-    "minimum-image-ttl-duration",
-    "node-ip",
-    "node-labels",
-    "node-status-max-images",
-    "node-status-update-frequency",
-    "oom-score-adj",
-    "pod-cidr",
-    "pod-manifest-path",
-    "pod-max-pids",
-    "pods-per-core",
-    "port",
-    "protect-kernel-defaults",
-    "provider-id",
-    "qos-reserved",
-    "read-only-port",
-    "register-node",
-    "register-with-taints",
-    "registry-burst",
-    "registry-qps",
-    "reserved-cpus",
-    "reserved-memory",
-    "resolv-conf",
-    "root-dir",
-    "rotate-certificates",
-    "rotate-server-certificates",
-    "runonce",
-    "runtime-cgroups",
-    "runtime-request-timeout",
-    "seccomp-default",
-    "serialize-image-pulls",
-    "storage-driver-buffer-duration",
-    "storage-driver-db",
-    "storage-driver-host",
-    "storage-driver-password",
-    "storage-driver-secure",
-    "storage-driver-table",
-    "storage-driver-user",
-    "streaming-connection-idle-timeout",
-    "sync-frequency",
-    "system-cgroups",
-    "system-reserved",
-    "system-reserved-cgroup",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "topology-manager-policy",
-    "topology-manager-policy-options",
-    "topology-manager-scope",
-    "v",
-    "version",
-    "vmodule",
-    "volume-plugin-dir",
-    "volume-stats-agg-period"
-   ]
-  }
- },
- "1.36": {
-  "admission_plugins": [
-   "AlwaysAdmit",
-   "AlwaysDeny",
-   "AlwaysPullImages",
-   "CertificateApproval",
-   "CertificateSigning",
-   "CertificateSubjectRestriction",
-   "ClusterTrustBundleAttest",
-   "DefaultIngressClass",
-   "DefaultStorageClass",
-   "DefaultTolerationSeconds",
-   "DenyServiceExternalIPs",
-   "EventRateLimit",
-   "ExtendedResourceToleration",
-   "ImagePolicyWebhook",
-   "JobValidation",
-   "LimitPodHardAntiAffinityTopology",
-   "LimitRanger",
-   "MutatingAdmissionPolicy",
-   "MutatingAdmissionWebhook",
-   "NamespaceAutoProvision",
-   "NamespaceExists",
-   "NamespaceLifecycle",
-   "NodeDeclaredFeatureValidator",
-   "NodeRestriction",
-   "OwnerReferencesPermissionEnforcement",
-   "PersistentVolumeClaimResize",
-   "PodGroupProtection",
-   "PodGroupWorkloadExists",
-   "PodNodeSelector",
-   "PodResizeValidator",
-   "PodSecurity",
-   "PodTolerationRestriction",
-   "PodTopologyLabels",
-   "Priority",
-   "ResourceQuota",
-   "RuntimeClass",
-   "ServiceAccount",
-   "StorageObjectInUseProtection",
-   "TaintNodesByCondition",
-   "ValidatingAdmissionPolicy",
-   "ValidatingAdmissionWebhook"
-  ],
-  "default_admission_plugins": [
-   "NamespaceLifecycle",
-   "LimitRanger",
-   "ServiceAccount",
-   "TaintNodesByCondition",
-   "PodSecurity",
-   "Priority",
-   "DefaultTolerationSeconds",
-   "DefaultStorageClass",
-   "StorageObjectInUseProtection",
-   "PodGroupProtection",
-   "PersistentVolumeClaimResize",
-   "RuntimeClass",
-   "CertificateApproval",
-   "CertificateSigning",
-   "ClusterTrustBundleAttest",
-   "CertificateSubjectRestriction",
-   "DefaultIngressClass",
-   "PodTopologyLabels",
-   "PodGroupWorkloadExists",
-   "NodeDeclaredFeatureValidator",
-   "JobValidation",
-   "PodResizeValidator",
-   "MutatingAdmissionPolicy",
-   "MutatingAdmissionWebhook",
-   "ValidatingAdmissionPolicy",
-   "ValidatingAdmissionWebhook",
-   "ResourceQuota"
-  ],
-  "feature_gates": {
-   "APIResponseCompression": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "APIServerIdentity": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "APIServingWithRoutine": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AllAlpha": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AllBeta": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "AllowParsingUserUIDFromCertAuth": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "AllowUnsafeMalformedObjectDeletion": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "AtomicFIFO": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "AuthorizePodWebsocketUpgradeCreatePermission": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CBORServingAndStorage": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CPUManagerPolicyAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CPUManagerPolicyBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CRDObservedGenerationTracking": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "CRIListStreaming": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CSIVolumeHealth": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClearingNominatedNodeNameAfterBinding": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ClientsAllowCARotation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ClientsAllowCBOR": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClientsAllowTLSCacheGC": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ClientsPreferCBOR": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CloudControllerManagerWatchBasedRoutesReconciliation": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CloudControllerManagerWebhook": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ClusterTrustBundle": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ClusterTrustBundleProjection": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ComponentFlagz": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ComponentStatusz": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ConcurrentWatchObjectDecode": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "ConstrainedImpersonation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ContainerCheckpoint": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ContainerRestartRules": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ContainerStopSignals": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ContextualLogging": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ControllerManagerReleaseLeaderElectionLockOnExit": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "CoordinatedLeaderElection": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "CrossNamespaceVolumeDataSource": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAConsumableCapacity": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRADeviceBindingConditions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRADeviceTaintRules": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "DRADeviceTaints": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAExtendedResource": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAListTypeAttributes": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRANodeAllocatableResources": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRAPartitionableDevices": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAResourceClaimDeviceStatus": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAResourceClaimGranularStatusAuthorization": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAResourcePoolStatus": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DRASchedulerFilterTimeout": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DRAWorkloadResourceClaims": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "DeclarativeValidationBeta": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DeploymentReplicaSetTerminatingReplicas": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "DetectCacheInconsistency": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "EnvFiles": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "EventedPLEG": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ExtendWebSocketsToKubelet": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "GangScheduling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "GenericWorkload": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "GracefulNodeShutdown": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "GracefulNodeShutdownBasedOnPodPriority": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "HPAConfigurableTolerance": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "HPAScaleToZero": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "HostnameOverride": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ImageVolumeWithDigest": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InOrderInformersBatchProcess": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "InPlacePodLevelResourcesVerticalScaling": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "InPlacePodVerticalScalingExclusiveCPUs": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InPlacePodVerticalScalingExclusiveMemory": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "InPlacePodVerticalScalingInitContainers": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletCrashLoopBackOffMax": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletEnsureSecretPulledImages": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletInUserNamespace": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "KubeletSeparateDiskGC": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "KubeletServiceAccountTokenForCredentialProviders": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ListFromCacheSnapshot": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "LocalStorageCapacityIsolationFSQuotaMonitoring": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "LoggingAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "LoggingBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ManifestBasedAdmissionControlConfig": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MatchLabelKeysInPodTopologySpread": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MatchLabelKeysInPodTopologySpreadSelectorMerge": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MaxUnavailableStatefulSet": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "MemoryQoS": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutablePVNodeAffinity": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "MutablePodResourcesForSuspendedJobs": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "MutableSchedulingDirectivesForSuspendedJobs": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "NativeHistograms": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "NodeDeclaredFeatures": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "NominatedNodeNameForExpectation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "OpenAPIEnums": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "OpportunisticBatching": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PLEGOnDemandRelist": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PersistentVolumeClaimUnusedSinceTime": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodAndContainerStatsFromCRI": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodCertificateRequest": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "PodDeletionCost": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodLevelResourceManagers": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodLevelResources": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodLogsQuerySplitStreams": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PodReadyToStartContainersCondition": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodTopologyLabelsAdmission": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PodsAPI": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "PortForwardWebsockets": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "PreventStaticPodAPIReferences": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "QOSReserved": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "ReduceDefaultCrashLoopBackOffDecay": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "RelaxedServiceNameValidation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ReloadKubeletClientCAFile": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ReloadKubeletServerCertificateFile": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RemoteRequestHeaderUID": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ResourceHealthStatus": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ResourceHealthStatusMessage": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RestartAllContainersOnContainerExits": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RotateKubeletServerCertificate": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "RuntimeClassInImageCriApi": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "SELinuxMount": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "SchedulerAsyncAPICalls": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "SchedulerAsyncPreemption": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "SchedulerPopFromBackoffQ": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ServiceAccountNodeAudienceRestriction": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "ShardedListAndWatch": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "SizeBasedListCostEstimate": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StaleControllerConsistencyDaemonSet": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StaleControllerConsistencyJob": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StaleControllerConsistencyReplicaSet": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StaleControllerConsistencyStatefulSet": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StatefulSetSemanticRevisionComparison": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StorageCapacityScoring": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "StorageVersionAPI": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "StorageVersionHash": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StorageVersionMigrator": {
-    "default": False,
-    "stage": "BETA"
-   },
-   "StrictIPCIDRValidation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StructuredAuthenticationConfigurationEgressSelector": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "StructuredAuthenticationConfigurationJWKSMetrics": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TaintTolerationComparisonOperators": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "TokenRequestServiceAccountUIDValidation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TopologyAwareWorkloadScheduling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "TopologyManagerPolicyAlphaOptions": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "TopologyManagerPolicyBetaOptions": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "TranslateStreamCloseWebsocketRequests": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UnauthenticatedHTTP2DOSMitigation": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UnknownVersionInteroperabilityProxy": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UnlockWhileProcessingFIFO": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "UserNamespacesHostNetworkSupport": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "VolumeLimitScaling": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "WatchCacheInitializationPostStartHook": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WatchList": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WatchListClient": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WindowsCPUAndMemoryAffinity": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "WindowsGracefulNodeShutdown": {
-    "default": True,
-    "stage": "BETA"
-   },
-   "WorkloadAwarePreemption": {
-    "default": False,
-    "stage": "ALPHA"
-   },
-   "WorkloadWithJob": {
-    "default": False,
-    "stage": "ALPHA"
-   }
-  },
-  "flags": {
-   "kube-apiserver": [
-    "admission-control",
-    "admission-control-config-file",
-    "advertise-address",
-    "aggregator-reject-forwarding-redirect",
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "allow-privileged",
-    "anonymous-auth",
-    "api-audiences",
-    "audit-log-batch-buffer-size",
-    "audit-log-batch-max-size",
-    "audit-log-batch-max-wait",
-    "audit-log-batch-throttle-burst",
-    "audit-log-batch-throttle-enable",
-    "audit-log-batch-throttle-qps",
-    "audit-log-compress",
-    "audit-log-format",
-    "audit-log-maxage",
-    "audit-log-maxbackup",
-    "audit-log-maxsize",
-    "audit-log-mode",
-    "audit-log-path",
-    "audit-log-truncate-enabled",
-    "audit-log-truncate-max-batch-size",
-    "audit-log-truncate-max-event-size",
-    "audit-log-version",
-    "audit-policy-file",
-    "audit-webhook-batch-buffer-size",
-    "audit-webhook-batch-max-size",
-    "audit-webhook-batch-max-wait",
-    "audit-webhook-batch-throttle-burst",
-    "audit-webhook-batch-throttle-enable",
-    "audit-webhook-batch-throttle-qps",
-    "audit-webhook-config-file",
-    "audit-webhook-initial-backoff",
-    "audit-webhook-mode",
-    "audit-webhook-truncate-enabled",
-    "audit-webhook-truncate-max-batch-size",
-    "audit-webhook-truncate-max-event-size",
-    "audit-webhook-version",
-    "authentication-config",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-token-webhook-config-file",
-    "authentication-token-webhook-version",
-    "authorization-config",
-    "authorization-mode",
-    "authorization-policy-file",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "authorization-webhook-config-file",
-    "authorization-webhook-version",
-    "bind-address",
-    "cert-dir",
-    "client-ca-file",
-    "contention-profiling",
-    "coordinated-leadership-lease-duration",
-    "coordinated-leadership-renew-deadline",
-    "coordinated-leadership-retry-period",
-    "cors-allowed-origins",
-    "debug-socket-path",
-    "default-not-ready-toleration-seconds",
-    "default-unreachable-toleration-seconds",
-    "delete-collection-workers",
-    "disable-admission-plugins",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "egress-selector-config-file",
-    "emulated-version",
-    "emulation-forward-compatible",
-    "enable-admission-plugins",
-    "enable-aggregator-routing",
-    "enable-bootstrap-token-auth",
-    "enable-garbage-collector",
-    "enable-logs-handler",
-    "enable-priority-and-fairness",
-    "encryption-provider-config",
-    "encryption-provider-config-automatic-reload",
-    "endpoint-reconciler-type",
-    "etcd-cafile",
-    "etcd-certfile",
-    "etcd-compaction-interval",
-    "etcd-count-metric-poll-period",
-    "etcd-db-metric-poll-interval",
-    "etcd-healthcheck-timeout",
-    "etcd-keyfile",
-    "etcd-prefix",
-    "etcd-readycheck-timeout",
-    "etcd-servers",
-    "etcd-servers-overrides",
-    "event-ttl",
-    "external-hostname",
-    "feature-gates",
-    "goaway-chance",
-    "help",
-    "http2-max-streams-per-connection",
-    "kubelet-certificate-authority",
-    "kubelet-client-certificate",
-    "kubelet-client-key",
-    "kubelet-preferred-address-types",
-    "kubelet-timeout",
-    "kubernetes-service-node-port",
-    "lease-reuse-duration-seconds",
-    "livez-grace-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "max-connection-bytes-per-sec",
-    "max-mutating-requests-inflight",
-    "max-requests-inflight",
-    "min-compatibility-version",
-    "min-request-timeout",
-    "oidc-ca-file",
-    "oidc-client-id",
-    "oidc-groups-claim",
-    "oidc-groups-prefix",
-    "oidc-issuer-url",
-    "oidc-required-claim",
-    "oidc-signing-algs",
-    "oidc-username-claim",
-    "oidc-username-prefix",
-    "peer-advertise-ip",
-    "peer-advertise-port",
-    "peer-ca-file",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "profiling",
-    "proxy-client-cert-file",
-    "proxy-client-key-file",
-    "request-timeout",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "runtime-config",
-    "runtime-config-emulation-forward-compatible",
-    "secure-port",
-    "service-account-extend-token-expiration",
-    "service-account-issuer",
-    "service-account-jwks-uri",
-    "service-account-key-file",
-    "service-account-lookup",
-    "service-account-max-token-expiration",
-    "service-account-signing-endpoint",
-    "service-account-signing-key-file",
-    "service-cluster-ip-range",
-    "service-node-port-range",
-    "show-hidden-metrics-for-version",
-    "shutdown-delay-duration",
-    "shutdown-send-retry-after",
-    "shutdown-watch-termination-grace-period",
-    "storage-backend",
-    "storage-initialization-timeout",
-    "storage-media-type",
-    "strict-transport-security-directives",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-curve-preferences",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "token-auth-file",
-    "tracing-config-file",
-    "v",
-    "version",
-    "vmodule",
-    "watch-cache",
-    "watch-cache-sizes"
-   ],
-   "kube-controller-manager": [
-    "allocate-node-cidrs",
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "attach-detach-reconcile-sync-period",
-    "authentication-kubeconfig",
-    "authentication-skip-lookup",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-tolerate-lookup-failure",
-    "authorization-always-allow-paths",
-    "authorization-kubeconfig",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "bind-address",
-    "cert-dir",
-    "cidr-allocator-type",
-    "client-ca-file",
-    "cloud-config",
-    "cloud-provider",
-    "cluster-cidr",
-    "cluster-name",
-    "cluster-signing-cert-file",
-    "cluster-signing-duration",
-    "cluster-signing-key-file",
-    "cluster-signing-kube-apiserver-client-cert-file",
-    "cluster-signing-kube-apiserver-client-key-file",
-    "cluster-signing-kubelet-client-cert-file",
-    "cluster-signing-kubelet-client-key-file",
-    "cluster-signing-kubelet-serving-cert-file",
-    "cluster-signing-kubelet-serving-key-file",
-    "cluster-signing-legacy-unknown-cert-file",
-    "cluster-signing-legacy-unknown-key-file",
-    "concurrent-cron-job-syncs",
-    "concurrent-daemonset-syncs",
-    "concurrent-deployment-syncs",
-    "concurrent-device-taint-eviction-syncs",
-    "concurrent-endpoint-syncs",
-    "concurrent-ephemeralvolume-syncs",
-    "concurrent-gc-syncs",
-    "concurrent-horizontal-pod-autoscaler-syncs",
-    "concurrent-job-syncs",
-    "concurrent-namespace-syncs",
-    "concurrent-rc-syncs",
-    "concurrent-replicaset-syncs",
-    "concurrent-resource-quota-syncs",
-    "concurrent-resourceclaim-syncs",
-    "concurrent-service-endpoint-syncs",
-    "concurrent-service-syncs",
-    "concurrent-serviceaccount-token-syncs",
-    "concurrent-statefulset-syncs",
-    "concurrent-ttl-after-finished-syncs",
-    "concurrent-validating-admission-policy-status-syncs",
-    "configure-cloud-routes",
-    "contention-profiling",
-    "controller-shutdown-timeout",
-    "controller-start-interval",
-    "controllers",
-    "disable-attach-detach-reconcile-sync",
-    "disable-force-detach-on-timeout",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "emulated-version",
-    "enable-dynamic-provisioning",
-    "enable-garbage-collector",
-    "enable-hostpath-provisioner",
-    "enable-leader-migration",
-    "endpoint-updates-batch-period",
-    "endpointslice-updates-batch-period",
-    "external-cloud-volume-plugin",
-    "feature-gates",
-    "flex-volume-plugin-dir",
-    "help",
-    "horizontal-pod-autoscaler-cpu-initialization-period",
-    "horizontal-pod-autoscaler-downscale-stabilization",
-    "horizontal-pod-autoscaler-initial-readiness-delay",
-    "horizontal-pod-autoscaler-sync-period",
-    "horizontal-pod-autoscaler-tolerance",
-    "http2-max-streams-per-connection",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "large-cluster-size-threshold",
-    "leader-elect",
-    "leader-elect-lease-duration",
-    "leader-elect-renew-deadline",
-    "leader-elect-resource-lock",
-    "leader-elect-resource-name",
-    "leader-elect-resource-namespace",
-    "leader-elect-retry-period",
-    "leader-migration-config",
-    "legacy-service-account-token-clean-up-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "master",
-    "max-endpoints-per-slice",
-    "min-compatibility-version",
-    "min-resync-period",
-    "mirroring-concurrent-service-endpoint-syncs",
-    "mirroring-endpointslice-updates-batch-period",
-    "mirroring-max-endpoints-per-subset",
-    "namespace-sync-period",
-    "node-cidr-mask-size",
-    "node-cidr-mask-size-ipv4",
-    "node-cidr-mask-size-ipv6",
-    "node-eviction-rate",
-    "node-monitor-grace-period",
-    "node-monitor-period",
-    "node-startup-grace-period",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "profiling",
-    "pv-recycler-increment-timeout-nfs",
-    "pv-recycler-minimum-timeout-hostpath",
-    "pv-recycler-minimum-timeout-nfs",
-    "pv-recycler-pod-template-filepath-hostpath",
-    "pv-recycler-pod-template-filepath-nfs",
-    "pv-recycler-timeout-increment-hostpath",
-    "pvclaimbinder-sync-period",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "resource-quota-sync-period",
-    "root-ca-file",
-    "route-reconciliation-period",
-    "secondary-node-eviction-rate",
-    "secure-port",
-    "service-account-private-key-file",
-    "service-cluster-ip-range",
-    "show-hidden-metrics-for-version",
-    "terminated-pod-gc-threshold",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-curve-preferences",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "unhealthy-zone-threshold",
-    "use-service-account-credentials",
-    "v",
-    "version",
-    "vmodule"
-   ],
-   "kube-proxy": [
-    "bind-address",
-    "bind-address-hard-fail",
-    "boot-id-file",
-    "cleanup",
-    "cluster-cidr",
-    "config",
-    "config-sync-period",
-    "conntrack-max-per-core",
-    "conntrack-min",
-    "conntrack-tcp-be-liberal",
-    "conntrack-tcp-timeout-close-wait",
-    "conntrack-tcp-timeout-established",
-    "conntrack-udp-timeout",
-    "conntrack-udp-timeout-stream",
-    "detect-local-mode",
-    "feature-gates",
-    "healthz-bind-address",
-    "help",
-    "hostname-override",
-    "init-only",
-    "iptables-localhost-nodeports",
-    "iptables-masquerade-bit",
-    "iptables-min-sync-period",
-    "iptables-sync-period",
-    "ipvs-exclude-cidrs",
-    "ipvs-min-sync-period",
-    "ipvs-scheduler",
-    "ipvs-strict-arp",
-    "ipvs-sync-period",
-    "ipvs-tcp-timeout",
-    "ipvs-tcpfin-timeout",
-    "ipvs-udp-timeout",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "machine-id-file",
-    "masquerade-all",
-    "master",
-    "metrics-bind-address",
-    "nodeport-addresses",
-    "oom-score-adj",
-    "pod-bridge-interface",
-    "pod-interface-name-prefix",
-    "profiling",
-    "proxy-mode",
-    "show-hidden-metrics-for-version",
-    "v",
-    "version",
-    "vmodule",
-    "write-config-to"
-   ],
-   "kube-scheduler": [
-    "allow-metric-labels",
-    "allow-metric-labels-manifest",
-    "authentication-kubeconfig",
-    "authentication-skip-lookup",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-tolerate-lookup-failure",
-    "authorization-always-allow-paths",
-    "authorization-kubeconfig",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "bind-address",
-    "cert-dir",
-    "client-ca-file",
-    "config",
-    "contention-profiling",
-    "disable-http2-serving",
-    "disabled-metrics",
-    "emulated-version",
-    "feature-gates",
-    "help",
-    "http2-max-streams-per-connection",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kubeconfig",
-    "leader-elect",
-    "leader-elect-lease-duration",
-    "leader-elect-renew-deadline",
-    "leader-elect-resource-lock",
-    "leader-elect-resource-name",
-    "leader-elect-resource-namespace",
-    "leader-elect-retry-period",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "master",
-    "min-compatibility-version",
-    "permit-address-sharing",
-    "permit-port-sharing",
-    "pod-max-in-unschedulable-pods-duration",
-    "profiling",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-uid-headers",
-    "requestheader-username-headers",
-    "secure-port",
-    "show-hidden-metrics-for-version",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-curve-preferences",
-    "tls-min-version",
-    "tls-private-key-file",
-    "tls-sni-cert-key",
-    "v",
-    "version",
-    "vmodule",
-    "write-config-to"
-   ],
-   "kubelet": [
-    "address",
-    "allowed-unsafe-sysctls",
-    "anonymous-auth",
-    "application-metrics-count-limit",
-    "authentication-token-webhook",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "boot-id-file",
-    "bootstrap-kubeconfig",
-    "cert-dir",
-    "cgroup-driver",
-    "cgroup-root",
-    "cgroups-per-qos",
-    "client-ca-file",
-    "cloud-provider",
-    "cluster-dns",
-    "cluster-domain",
-    "config",
-    "config-dir",
-    "container-hints",
-    "container-log-max-files",
-    "container-log-max-size",
-    "container-runtime-endpoint",
-    "containerd",
-    "containerd-namespace",
-    "contention-profiling",
-    "cpu-cfs-quota",
-    "cpu-cfs-quota-period",
-    "cpu-manager-policy",
-    "cpu-manager-policy-options",
-    "cpu-manager-reconcile-period",
-    "enable-controller-attach-detach",
-    "enable-debugging-handlers",
-    "enable-load-reader",
-    "enable-server",
-    "enforce-node-allocatable",
-    "event-burst",
-    "event-qps",
-    "event-storage-age-limit",
-    "event-storage-event-limit",
-    "eviction-hard",
-    "eviction-max-pod-grace-period",
-    "eviction-minimum-reclaim",
-    "eviction-pressure-transition-period",
-    "eviction-soft",
-    "eviction-soft-grace-period",
-    "exit-on-lock-contention",
-    "experimental-allocatable-ignore-eviction",
-    "experimental-mounter-path",
-    "fail-cgroupv1",
-    "fail-swap-on",
-    "feature-gates",
-    "file-check-frequency",
-    "global-housekeeping-interval",
-    "hairpin-mode",
-    "healthz-bind-address",
-    "healthz-port",
-    "help",
-    "hostname-override",
-    "housekeeping-interval",
-    "http-check-frequency",
-    "image-credential-provider-bin-dir",
-    "image-credential-provider-config",
-    "image-gc-high-threshold",
-    "image-gc-low-threshold",
-    "image-service-endpoint",
-    "kernel-memcg-notification",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "kube-reserved",
-    "kube-reserved-cgroup",
-    "kubeconfig",
-    "kubelet-cgroups",
-    "local-storage-capacity-isolation",
-    "lock-file",
-    "log-cadvisor-usage",
-    "log-flush-frequency",
-    "log-json-info-buffer-size",
-    "log-json-split-stream",
-    "log-text-info-buffer-size",
-    "log-text-split-stream",
-    "logging-format",
-    "machine-id-file",
-    "make-iptables-util-chains",
-    "manifest-url",
-    "manifest-url-header",
-    "max-open-files",
-    "max-pods",
-    "maximum-dead-containers",
-    "maximum-dead-containers-per-container",
-    "memory-manager-policy",
-    "minimum-container-ttl-duration",
-    "minimum-image-ttl-duration",
-    "node-ip",
-    "node-labels",
-    "node-status-max-images",
-    "node-status-update-frequency",
-    "oom-score-adj",
-    "pod-cidr",
-    "pod-manifest-path",
-    "pod-max-pids",
-    "pods-per-core",
-    "port",
-    "protect-kernel-defaults",
-    "provider-id",
-    "qos-reserved",
-    "read-only-port",
-    "register-node",
-    "register-with-taints",
-    "registry-burst",
-    "registry-qps",
-    "reserved-cpus",
-    "reserved-memory",
-    "resolv-conf",
-    "root-dir",
-    "rotate-certificates",
-    "rotate-server-certificates",
-    "runonce",
-    "runtime-cgroups",
-    "runtime-request-timeout",
-    "seccomp-default",
-    "serialize-image-pulls",
-    "storage-driver-buffer-duration",
-    "storage-driver-db",
-    "storage-driver-host",
-    "storage-driver-password",
-    "storage-driver-secure",
-    "storage-driver-table",
-    "storage-driver-user",
-    "streaming-connection-idle-timeout",
-    "sync-frequency",
-    "system-cgroups",
-    "system-reserved",
-    "system-reserved-cgroup",
-    "tls-cert-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-private-key-file",
-    "topology-manager-policy",
-    "topology-manager-policy-options",
-    "topology-manager-scope",
-    "v",
-    "version",
-    "vmodule",
-    "volume-plugin-dir",
-    "volume-stats-agg-period"
-   ]
-  }
- }
+    "1.35": {
+        "admission_plugins": [
+            "AlwaysAdmit",
+            "AlwaysDeny",
+            "AlwaysPullImages",
+            "CertificateApproval",
+            "CertificateSigning",
+            "CertificateSubjectRestriction",
+            "ClusterTrustBundleAttest",
+            "DefaultIngressClass",
+            "DefaultStorageClass",
+            "DefaultTolerationSeconds",
+            "DenyServiceExternalIPs",
+            "EventRateLimit",
+            "ExtendedResourceToleration",
+            "ImagePolicyWebhook",
+            "LimitPodHardAntiAffinityTopology",
+            "LimitRanger",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "NamespaceAutoProvision",
+            "NamespaceExists",
+            "NamespaceLifecycle",
+            "NodeDeclaredFeatureValidator",
+            "NodeRestriction",
+            "OwnerReferencesPermissionEnforcement",
+            "PersistentVolumeClaimResize",
+            "PodNodeSelector",
+            "PodSecurity",
+            "PodTolerationRestriction",
+            "PodTopologyLabels",
+            "Priority",
+            "ResourceQuota",
+            "RuntimeClass",
+            "ServiceAccount",
+            "StorageObjectInUseProtection",
+            "TaintNodesByCondition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook"
+        ],
+        "default_admission_plugins": [
+            "NamespaceLifecycle",
+            "LimitRanger",
+            "ServiceAccount",
+            "TaintNodesByCondition",
+            "PodSecurity",
+            "Priority",
+            "DefaultTolerationSeconds",
+            "DefaultStorageClass",
+            "StorageObjectInUseProtection",
+            "PersistentVolumeClaimResize",
+            "RuntimeClass",
+            "CertificateApproval",
+            "CertificateSigning",
+            "ClusterTrustBundleAttest",
+            "CertificateSubjectRestriction",
+            "DefaultIngressClass",
+            "PodTopologyLabels",
+            "NodeDeclaredFeatureValidator",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook",
+            "ResourceQuota"
+        ],
+        "feature_gates": {
+            "APIResponseCompression": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "APIServerIdentity": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "APIServingWithRoutine": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AllAlpha": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AllBeta": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "AllowParsingUserUIDFromCertAuth": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "AllowUnsafeMalformedObjectDeletion": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AuthorizePodWebsocketUpgradeCreatePermission": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CBORServingAndStorage": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CPUManagerPolicyAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CPUManagerPolicyBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CRDObservedGenerationTracking": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "CSIServiceAccountTokenSecrets": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CSIVolumeHealth": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClearingNominatedNodeNameAfterBinding": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ClientsAllowCBOR": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClientsPreferCBOR": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CloudControllerManagerWatchBasedRoutesReconciliation": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CloudControllerManagerWebhook": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClusterTrustBundle": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ClusterTrustBundleProjection": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ComponentFlagz": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ComponentStatusz": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ConcurrentWatchObjectDecode": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ConstrainedImpersonation": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ContainerCheckpoint": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ContainerRestartRules": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ContainerStopSignals": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ContextualLogging": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CoordinatedLeaderElection": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "CrossNamespaceVolumeDataSource": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CustomCPUCFSQuotaPeriod": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAAdminAccess": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAConsumableCapacity": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRADeviceBindingConditions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRADeviceTaintRules": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRADeviceTaints": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAExtendedResource": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAPartitionableDevices": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAPrioritizedList": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAResourceClaimDeviceStatus": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRASchedulerFilterTimeout": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DeclarativeValidation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DeclarativeValidationTakeover": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "DeploymentReplicaSetTerminatingReplicas": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DetectCacheInconsistency": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DisableCPUQuotaWithExclusiveCPUs": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "EnvFiles": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "EventedPLEG": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ExternalServiceAccountTokenSigner": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "GangScheduling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "GenericWorkload": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "GracefulNodeShutdown": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "GracefulNodeShutdownBasedOnPodPriority": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "HPAConfigurableTolerance": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "HPAScaleToZero": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "HostnameOverride": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ImageVolume": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "InOrderInformers": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "InOrderInformersBatchProcess": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "InPlacePodLevelResourcesVerticalScaling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InPlacePodVerticalScalingExclusiveCPUs": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InPlacePodVerticalScalingExclusiveMemory": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InTreePluginPortworxUnregister": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "KubeletCrashLoopBackOffMax": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletEnsureSecretPulledImages": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletFineGrainedAuthz": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletInUserNamespace": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "KubeletPSI": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletPodResourcesDynamicResources": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletPodResourcesGet": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletSeparateDiskGC": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletServiceAccountTokenForCredentialProviders": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ListFromCacheSnapshot": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "LocalStorageCapacityIsolationFSQuotaMonitoring": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "LoggingAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "LoggingBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MatchLabelKeysInPodTopologySpread": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MatchLabelKeysInPodTopologySpreadSelectorMerge": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MaxUnavailableStatefulSet": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "MemoryQoS": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutableCSINodeAllocatableCount": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MutablePVNodeAffinity": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutablePodResourcesForSuspendedJobs": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutableSchedulingDirectivesForSuspendedJobs": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutatingAdmissionPolicy": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "NodeDeclaredFeatures": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "NodeLogQuery": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "NominatedNodeNameForExpectation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "OpenAPIEnums": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "OpportunisticBatching": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodAndContainerStatsFromCRI": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodCertificateRequest": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "PodDeletionCost": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodLevelResources": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodLogsQuerySplitStreams": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodReadyToStartContainersCondition": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodTopologyLabelsAdmission": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PortForwardWebsockets": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PreventStaticPodAPIReferences": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ProcMountType": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "QOSReserved": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ReduceDefaultCrashLoopBackOffDecay": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "RelaxedServiceNameValidation": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ReloadKubeletServerCertificateFile": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RemoteRequestHeaderUID": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ResourceHealthStatus": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "RestartAllContainersOnContainerExits": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "RotateKubeletServerCertificate": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RuntimeClassInImageCriApi": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "SELinuxChangePolicy": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "SELinuxMount": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "SELinuxMountReadWriteOncePod": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "SchedulerAsyncAPICalls": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "SchedulerAsyncPreemption": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "SchedulerPopFromBackoffQ": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ServiceAccountNodeAudienceRestriction": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "SizeBasedListCostEstimate": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StatefulSetSemanticRevisionComparison": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StorageCapacityScoring": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "StorageVersionAPI": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "StorageVersionHash": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StorageVersionMigrator": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "StrictIPCIDRValidation": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "StructuredAuthenticationConfigurationEgressSelector": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StructuredAuthenticationConfigurationJWKSMetrics": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TaintTolerationComparisonOperators": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "TokenRequestServiceAccountUIDValidation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TopologyManagerPolicyAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "TopologyManagerPolicyBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TranslateStreamCloseWebsocketRequests": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UnauthenticatedHTTP2DOSMitigation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UnknownVersionInteroperabilityProxy": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "UserNamespacesHostNetworkSupport": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "UserNamespacesSupport": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "VolumeLimitScaling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "WatchCacheInitializationPostStartHook": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "WatchList": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WatchListClient": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WindowsCPUAndMemoryAffinity": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "WindowsGracefulNodeShutdown": {
+                "default": True,
+                "stage": "BETA"
+            }
+        },
+        "flags": {
+            "kube-apiserver": [
+                "admission-control",
+                "admission-control-config-file",
+                "advertise-address",
+                "aggregator-reject-forwarding-redirect",
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "allow-privileged",
+                "anonymous-auth",
+                "api-audiences",
+                "audit-log-batch-buffer-size",
+                "audit-log-batch-max-size",
+                "audit-log-batch-max-wait",
+                "audit-log-batch-throttle-burst",
+                "audit-log-batch-throttle-enable",
+                "audit-log-batch-throttle-qps",
+                "audit-log-compress",
+                "audit-log-format",
+                "audit-log-maxage",
+                "audit-log-maxbackup",
+                "audit-log-maxsize",
+                "audit-log-mode",
+                "audit-log-path",
+                "audit-log-truncate-enabled",
+                "audit-log-truncate-max-batch-size",
+                "audit-log-truncate-max-event-size",
+                "audit-log-version",
+                "audit-policy-file",
+                "audit-webhook-batch-buffer-size",
+                "audit-webhook-batch-max-size",
+                "audit-webhook-batch-max-wait",
+                "audit-webhook-batch-throttle-burst",
+                "audit-webhook-batch-throttle-enable",
+                "audit-webhook-batch-throttle-qps",
+                "audit-webhook-config-file",
+                "audit-webhook-initial-backoff",
+                "audit-webhook-mode",
+                "audit-webhook-truncate-enabled",
+                "audit-webhook-truncate-max-batch-size",
+                "audit-webhook-truncate-max-event-size",
+                "audit-webhook-version",
+                "authentication-config",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-token-webhook-config-file",
+                "authentication-token-webhook-version",
+                "authorization-config",
+                "authorization-mode",
+                "authorization-policy-file",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "authorization-webhook-config-file",
+                "authorization-webhook-version",
+                "bind-address",
+                "cert-dir",
+                "client-ca-file",
+                "contention-profiling",
+                "coordinated-leadership-lease-duration",
+                "coordinated-leadership-renew-deadline",
+                "coordinated-leadership-retry-period",
+                "cors-allowed-origins",
+                "debug-socket-path",
+                "default-not-ready-toleration-seconds",
+                "default-unreachable-toleration-seconds",
+                "delete-collection-workers",
+                "disable-admission-plugins",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "egress-selector-config-file",
+                "emulated-version",
+                "emulation-forward-compatible",
+                "enable-admission-plugins",
+                "enable-aggregator-routing",
+                "enable-bootstrap-token-auth",
+                "enable-garbage-collector",
+                "enable-logs-handler",
+                "enable-priority-and-fairness",
+                "encryption-provider-config",
+                "encryption-provider-config-automatic-reload",
+                "endpoint-reconciler-type",
+                "etcd-cafile",
+                "etcd-certfile",
+                "etcd-compaction-interval",
+                "etcd-count-metric-poll-period",
+                "etcd-db-metric-poll-interval",
+                "etcd-healthcheck-timeout",
+                "etcd-keyfile",
+                "etcd-prefix",
+                "etcd-readycheck-timeout",
+                "etcd-servers",
+                "etcd-servers-overrides",
+                "event-ttl",
+                "external-hostname",
+                "feature-gates",
+                "goaway-chance",
+                "help",
+                "http2-max-streams-per-connection",
+                "kubelet-certificate-authority",
+                "kubelet-client-certificate",
+                "kubelet-client-key",
+                "kubelet-preferred-address-types",
+                "kubelet-timeout",
+                "kubernetes-service-node-port",
+                "lease-reuse-duration-seconds",
+                "livez-grace-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "max-connection-bytes-per-sec",
+                "max-mutating-requests-inflight",
+                "max-requests-inflight",
+                "min-compatibility-version",
+                "min-request-timeout",
+                "oidc-ca-file",
+                "oidc-client-id",
+                "oidc-groups-claim",
+                "oidc-groups-prefix",
+                "oidc-issuer-url",
+                "oidc-required-claim",
+                "oidc-signing-algs",
+                "oidc-username-claim",
+                "oidc-username-prefix",
+                "peer-advertise-ip",
+                "peer-advertise-port",
+                "peer-ca-file",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "profiling",
+                "proxy-client-cert-file",
+                "proxy-client-key-file",
+                "request-timeout",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "runtime-config",
+                "runtime-config-emulation-forward-compatible",
+                "secure-port",
+                "service-account-extend-token-expiration",
+                "service-account-issuer",
+                "service-account-jwks-uri",
+                "service-account-key-file",
+                "service-account-lookup",
+                "service-account-max-token-expiration",
+                "service-account-signing-endpoint",
+                "service-account-signing-key-file",
+                "service-cluster-ip-range",
+                "service-node-port-range",
+                "show-hidden-metrics-for-version",
+                "shutdown-delay-duration",
+                "shutdown-send-retry-after",
+                "shutdown-watch-termination-grace-period",
+                "storage-backend",
+                "storage-initialization-timeout",
+                "storage-media-type",
+                "strict-transport-security-directives",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "token-auth-file",
+                "tracing-config-file",
+                "v",
+                "version",
+                "vmodule",
+                "watch-cache",
+                "watch-cache-sizes"
+            ],
+            "kube-controller-manager": [
+                "allocate-node-cidrs",
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "attach-detach-reconcile-sync-period",
+                "authentication-kubeconfig",
+                "authentication-skip-lookup",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-tolerate-lookup-failure",
+                "authorization-always-allow-paths",
+                "authorization-kubeconfig",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "bind-address",
+                "cert-dir",
+                "cidr-allocator-type",
+                "client-ca-file",
+                "cloud-config",
+                "cloud-provider",
+                "cluster-cidr",
+                "cluster-name",
+                "cluster-signing-cert-file",
+                "cluster-signing-duration",
+                "cluster-signing-key-file",
+                "cluster-signing-kube-apiserver-client-cert-file",
+                "cluster-signing-kube-apiserver-client-key-file",
+                "cluster-signing-kubelet-client-cert-file",
+                "cluster-signing-kubelet-client-key-file",
+                "cluster-signing-kubelet-serving-cert-file",
+                "cluster-signing-kubelet-serving-key-file",
+                "cluster-signing-legacy-unknown-cert-file",
+                "cluster-signing-legacy-unknown-key-file",
+                "concurrent-cron-job-syncs",
+                "concurrent-daemonset-syncs",
+                "concurrent-deployment-syncs",
+                "concurrent-device-taint-eviction-syncs",
+                "concurrent-endpoint-syncs",
+                "concurrent-ephemeralvolume-syncs",
+                "concurrent-gc-syncs",
+                "concurrent-horizontal-pod-autoscaler-syncs",
+                "concurrent-job-syncs",
+                "concurrent-namespace-syncs",
+                "concurrent-rc-syncs",
+                "concurrent-replicaset-syncs",
+                "concurrent-resource-quota-syncs",
+                "concurrent-service-endpoint-syncs",
+                "concurrent-service-syncs",
+                "concurrent-serviceaccount-token-syncs",
+                "concurrent-statefulset-syncs",
+                "concurrent-ttl-after-finished-syncs",
+                "concurrent-validating-admission-policy-status-syncs",
+                "configure-cloud-routes",
+                "contention-profiling",
+                "controller-shutdown-timeout",
+                "controller-start-interval",
+                "controllers",
+                "disable-attach-detach-reconcile-sync",
+                "disable-force-detach-on-timeout",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "emulated-version",
+                "enable-dynamic-provisioning",
+                "enable-garbage-collector",
+                "enable-hostpath-provisioner",
+                "enable-leader-migration",
+                "endpoint-updates-batch-period",
+                "endpointslice-updates-batch-period",
+                "external-cloud-volume-plugin",
+                "feature-gates",
+                "flex-volume-plugin-dir",
+                "help",
+                "horizontal-pod-autoscaler-cpu-initialization-period",
+                "horizontal-pod-autoscaler-downscale-stabilization",
+                "horizontal-pod-autoscaler-initial-readiness-delay",
+                "horizontal-pod-autoscaler-sync-period",
+                "horizontal-pod-autoscaler-tolerance",
+                "http2-max-streams-per-connection",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "large-cluster-size-threshold",
+                "leader-elect",
+                "leader-elect-lease-duration",
+                "leader-elect-renew-deadline",
+                "leader-elect-resource-lock",
+                "leader-elect-resource-name",
+                "leader-elect-resource-namespace",
+                "leader-elect-retry-period",
+                "leader-migration-config",
+                "legacy-service-account-token-clean-up-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "master",
+                "max-endpoints-per-slice",
+                "min-compatibility-version",
+                "min-resync-period",
+                "mirroring-concurrent-service-endpoint-syncs",
+                "mirroring-endpointslice-updates-batch-period",
+                "mirroring-max-endpoints-per-subset",
+                "namespace-sync-period",
+                "node-cidr-mask-size",
+                "node-cidr-mask-size-ipv4",
+                "node-cidr-mask-size-ipv6",
+                "node-eviction-rate",
+                "node-monitor-grace-period",
+                "node-monitor-period",
+                "node-startup-grace-period",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "profiling",
+                "pv-recycler-increment-timeout-nfs",
+                "pv-recycler-minimum-timeout-hostpath",
+                "pv-recycler-minimum-timeout-nfs",
+                "pv-recycler-pod-template-filepath-hostpath",
+                "pv-recycler-pod-template-filepath-nfs",
+                "pv-recycler-timeout-increment-hostpath",
+                "pvclaimbinder-sync-period",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "resource-quota-sync-period",
+                "root-ca-file",
+                "route-reconciliation-period",
+                "secondary-node-eviction-rate",
+                "secure-port",
+                "service-account-private-key-file",
+                "service-cluster-ip-range",
+                "show-hidden-metrics-for-version",
+                "terminated-pod-gc-threshold",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "unhealthy-zone-threshold",
+                "use-service-account-credentials",
+                "v",
+                "version",
+                "vmodule"
+            ],
+            "kube-proxy": [
+                "bind-address",
+                "bind-address-hard-fail",
+                "boot-id-file",
+                "cleanup",
+                "cluster-cidr",
+                "config",
+                "config-sync-period",
+                "conntrack-max-per-core",
+                "conntrack-min",
+                "conntrack-tcp-be-liberal",
+                "conntrack-tcp-timeout-close-wait",
+                "conntrack-tcp-timeout-established",
+                "conntrack-udp-timeout",
+                "conntrack-udp-timeout-stream",
+                "detect-local-mode",
+                "feature-gates",
+                "healthz-bind-address",
+                "help",
+                "hostname-override",
+                "init-only",
+                "iptables-localhost-nodeports",
+                "iptables-masquerade-bit",
+                "iptables-min-sync-period",
+                "iptables-sync-period",
+                "ipvs-exclude-cidrs",
+                "ipvs-min-sync-period",
+                "ipvs-scheduler",
+                "ipvs-strict-arp",
+                "ipvs-sync-period",
+                "ipvs-tcp-timeout",
+                "ipvs-tcpfin-timeout",
+                "ipvs-udp-timeout",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "machine-id-file",
+                "masquerade-all",
+                "master",
+                "metrics-bind-address",
+                "nodeport-addresses",
+                "oom-score-adj",
+                "pod-bridge-interface",
+                "pod-interface-name-prefix",
+                "profiling",
+                "proxy-mode",
+                "show-hidden-metrics-for-version",
+                "v",
+                "version",
+                "vmodule",
+                "write-config-to"
+            ],
+            "kube-scheduler": [
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "authentication-kubeconfig",
+                "authentication-skip-lookup",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-tolerate-lookup-failure",
+                "authorization-always-allow-paths",
+                "authorization-kubeconfig",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "bind-address",
+                "cert-dir",
+                "client-ca-file",
+                "config",
+                "contention-profiling",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "emulated-version",
+                "feature-gates",
+                "help",
+                "http2-max-streams-per-connection",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "leader-elect",
+                "leader-elect-lease-duration",
+                "leader-elect-renew-deadline",
+                "leader-elect-resource-lock",
+                "leader-elect-resource-name",
+                "leader-elect-resource-namespace",
+                "leader-elect-retry-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "master",
+                "min-compatibility-version",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "pod-max-in-unschedulable-pods-duration",
+                "profiling",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "secure-port",
+                "show-hidden-metrics-for-version",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "v",
+                "version",
+                "vmodule",
+                "write-config-to"
+            ],
+            "kubelet": [
+                "address",
+                "allowed-unsafe-sysctls",
+                "anonymous-auth",
+                "application-metrics-count-limit",
+                "authentication-token-webhook",
+                "authentication-token-webhook-cache-ttl",
+                "authorization-mode",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "boot-id-file",
+                "bootstrap-kubeconfig",
+                "cert-dir",
+                "cgroup-driver",
+                "cgroup-root",
+                "cgroups-per-qos",
+                "client-ca-file",
+                "cloud-provider",
+                "cluster-dns",
+                "cluster-domain",
+                "config",
+                "config-dir",
+                "container-hints",
+                "container-log-max-files",
+                "container-log-max-size",
+                "container-runtime-endpoint",
+                "containerd",
+                "containerd-namespace",
+                "contention-profiling",
+                "cpu-cfs-quota",
+                "cpu-cfs-quota-period",
+                "cpu-manager-policy",
+                "cpu-manager-policy-options",
+                "cpu-manager-reconcile-period",
+                "enable-controller-attach-detach",
+                "enable-debugging-handlers",
+                "enable-load-reader",
+                "enable-server",
+                "enforce-node-allocatable",
+                "event-burst",
+                "event-qps",
+                "event-storage-age-limit",
+                "event-storage-event-limit",
+                "eviction-hard",
+                "eviction-max-pod-grace-period",
+                "eviction-minimum-reclaim",
+                "eviction-pressure-transition-period",
+                "eviction-soft",
+                "eviction-soft-grace-period",
+                "exit-on-lock-contention",
+                "experimental-allocatable-ignore-eviction",
+                "experimental-mounter-path",
+                "fail-cgroupv1",
+                "fail-swap-on",
+                "feature-gates",
+                "file-check-frequency",
+                "global-housekeeping-interval",
+                "hairpin-mode",
+                "healthz-bind-address",
+                "healthz-port",
+                "help",
+                "hostname-override",
+                "housekeeping-interval",
+                "http-check-frequency",
+                "image-credential-provider-bin-dir",
+                "image-credential-provider-config",
+                "image-gc-high-threshold",
+                "image-gc-low-threshold",
+                "image-service-endpoint",
+                "kernel-memcg-notification",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kube-reserved",
+                "kube-reserved-cgroup",
+                "kubeconfig",
+                "kubelet-cgroups",
+                "local-storage-capacity-isolation",
+                "lock-file",
+                "log-cadvisor-usage",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "machine-id-file",
+                "make-iptables-util-chains",
+                "manifest-url",
+                "manifest-url-header",
+                "max-open-files",
+                "max-pods",
+                "maximum-dead-containers",
+                "maximum-dead-containers-per-container",
+                "memory-manager-policy",
+                "minimum-container-ttl-duration",
+                "minimum-image-ttl-duration",
+                "node-ip",
+                "node-labels",
+                "node-status-max-images",
+                "node-status-update-frequency",
+                "oom-score-adj",
+                "pod-cidr",
+                "pod-manifest-path",
+                "pod-max-pids",
+                "pods-per-core",
+                "port",
+                "protect-kernel-defaults",
+                "provider-id",
+                "qos-reserved",
+                "read-only-port",
+                "register-node",
+                "register-with-taints",
+                "registry-burst",
+                "registry-qps",
+                "reserved-cpus",
+                "reserved-memory",
+                "resolv-conf",
+                "root-dir",
+                "rotate-certificates",
+                "rotate-server-certificates",
+                "runonce",
+                "runtime-cgroups",
+                "runtime-request-timeout",
+                "seccomp-default",
+                "serialize-image-pulls",
+                "storage-driver-buffer-duration",
+                "storage-driver-db",
+                "storage-driver-host",
+                "storage-driver-password",
+                "storage-driver-secure",
+                "storage-driver-table",
+                "storage-driver-user",
+                "streaming-connection-idle-timeout",
+                "sync-frequency",
+                "system-cgroups",
+                "system-reserved",
+                "system-reserved-cgroup",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-min-version",
+                "tls-private-key-file",
+                "topology-manager-policy",
+                "topology-manager-policy-options",
+                "topology-manager-scope",
+                "v",
+                "version",
+                "vmodule",
+                "volume-plugin-dir",
+                "volume-stats-agg-period"
+            ]
+        }
+    },
+    "1.36": {
+        "admission_plugins": [
+            "AlwaysAdmit",
+            "AlwaysDeny",
+            "AlwaysPullImages",
+            "CertificateApproval",
+            "CertificateSigning",
+            "CertificateSubjectRestriction",
+            "ClusterTrustBundleAttest",
+            "DefaultIngressClass",
+            "DefaultStorageClass",
+            "DefaultTolerationSeconds",
+            "DenyServiceExternalIPs",
+            "EventRateLimit",
+            "ExtendedResourceToleration",
+            "ImagePolicyWebhook",
+            "JobValidation",
+            "LimitPodHardAntiAffinityTopology",
+            "LimitRanger",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "NamespaceAutoProvision",
+            "NamespaceExists",
+            "NamespaceLifecycle",
+            "NodeDeclaredFeatureValidator",
+            "NodeRestriction",
+            "OwnerReferencesPermissionEnforcement",
+            "PersistentVolumeClaimResize",
+            "PodGroupProtection",
+            "PodGroupWorkloadExists",
+            "PodNodeSelector",
+            "PodResizeValidator",
+            "PodSecurity",
+            "PodTolerationRestriction",
+            "PodTopologyLabels",
+            "Priority",
+            "ResourceQuota",
+            "RuntimeClass",
+            "ServiceAccount",
+            "StorageObjectInUseProtection",
+            "TaintNodesByCondition",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook"
+        ],
+        "default_admission_plugins": [
+            "NamespaceLifecycle",
+            "LimitRanger",
+            "ServiceAccount",
+            "TaintNodesByCondition",
+            "PodSecurity",
+            "Priority",
+            "DefaultTolerationSeconds",
+            "DefaultStorageClass",
+            "StorageObjectInUseProtection",
+            "PodGroupProtection",
+            "PersistentVolumeClaimResize",
+            "RuntimeClass",
+            "CertificateApproval",
+            "CertificateSigning",
+            "ClusterTrustBundleAttest",
+            "CertificateSubjectRestriction",
+            "DefaultIngressClass",
+            "PodTopologyLabels",
+            "PodGroupWorkloadExists",
+            "NodeDeclaredFeatureValidator",
+            "JobValidation",
+            "PodResizeValidator",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionWebhook",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionWebhook",
+            "ResourceQuota"
+        ],
+        "feature_gates": {
+            "APIResponseCompression": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "APIServerIdentity": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "APIServingWithRoutine": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AllAlpha": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AllBeta": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "AllowParsingUserUIDFromCertAuth": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "AllowUnsafeMalformedObjectDeletion": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "AtomicFIFO": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "AuthorizePodWebsocketUpgradeCreatePermission": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CBORServingAndStorage": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CPUManagerPolicyAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CPUManagerPolicyBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CRDObservedGenerationTracking": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "CRIListStreaming": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CSIVolumeHealth": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClearingNominatedNodeNameAfterBinding": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ClientsAllowCARotation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ClientsAllowCBOR": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClientsAllowTLSCacheGC": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ClientsPreferCBOR": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CloudControllerManagerWatchBasedRoutesReconciliation": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CloudControllerManagerWebhook": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ClusterTrustBundle": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ClusterTrustBundleProjection": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ComponentFlagz": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ComponentStatusz": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ConcurrentWatchObjectDecode": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "ConstrainedImpersonation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ContainerCheckpoint": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ContainerRestartRules": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ContainerStopSignals": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ContextualLogging": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ControllerManagerReleaseLeaderElectionLockOnExit": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "CoordinatedLeaderElection": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "CrossNamespaceVolumeDataSource": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAConsumableCapacity": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRADeviceBindingConditions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRADeviceTaintRules": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "DRADeviceTaints": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAExtendedResource": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAListTypeAttributes": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRANodeAllocatableResources": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRAPartitionableDevices": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAResourceClaimDeviceStatus": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAResourceClaimGranularStatusAuthorization": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAResourcePoolStatus": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DRASchedulerFilterTimeout": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DRAWorkloadResourceClaims": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "DeclarativeValidationBeta": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DeploymentReplicaSetTerminatingReplicas": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "DetectCacheInconsistency": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "EnvFiles": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "EventedPLEG": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ExtendWebSocketsToKubelet": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "GangScheduling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "GenericWorkload": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "GracefulNodeShutdown": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "GracefulNodeShutdownBasedOnPodPriority": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "HPAConfigurableTolerance": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "HPAScaleToZero": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "HostnameOverride": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ImageVolumeWithDigest": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InOrderInformersBatchProcess": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "InPlacePodLevelResourcesVerticalScaling": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "InPlacePodVerticalScalingExclusiveCPUs": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InPlacePodVerticalScalingExclusiveMemory": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "InPlacePodVerticalScalingInitContainers": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletCrashLoopBackOffMax": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletEnsureSecretPulledImages": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletInUserNamespace": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "KubeletSeparateDiskGC": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "KubeletServiceAccountTokenForCredentialProviders": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ListFromCacheSnapshot": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "LocalStorageCapacityIsolationFSQuotaMonitoring": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "LoggingAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "LoggingBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ManifestBasedAdmissionControlConfig": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MatchLabelKeysInPodTopologySpread": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MatchLabelKeysInPodTopologySpreadSelectorMerge": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MaxUnavailableStatefulSet": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "MemoryQoS": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutablePVNodeAffinity": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "MutablePodResourcesForSuspendedJobs": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "MutableSchedulingDirectivesForSuspendedJobs": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "NativeHistograms": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "NodeDeclaredFeatures": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "NominatedNodeNameForExpectation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "OpenAPIEnums": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "OpportunisticBatching": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PLEGOnDemandRelist": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PersistentVolumeClaimUnusedSinceTime": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodAndContainerStatsFromCRI": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodCertificateRequest": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "PodDeletionCost": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodLevelResourceManagers": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodLevelResources": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodLogsQuerySplitStreams": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PodReadyToStartContainersCondition": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodTopologyLabelsAdmission": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PodsAPI": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "PortForwardWebsockets": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "PreventStaticPodAPIReferences": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "QOSReserved": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "ReduceDefaultCrashLoopBackOffDecay": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "RelaxedServiceNameValidation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ReloadKubeletClientCAFile": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ReloadKubeletServerCertificateFile": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RemoteRequestHeaderUID": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ResourceHealthStatus": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ResourceHealthStatusMessage": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RestartAllContainersOnContainerExits": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RotateKubeletServerCertificate": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "RuntimeClassInImageCriApi": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "SELinuxMount": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "SchedulerAsyncAPICalls": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "SchedulerAsyncPreemption": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "SchedulerPopFromBackoffQ": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ServiceAccountNodeAudienceRestriction": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "ShardedListAndWatch": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "SizeBasedListCostEstimate": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StaleControllerConsistencyDaemonSet": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StaleControllerConsistencyJob": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StaleControllerConsistencyReplicaSet": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StaleControllerConsistencyStatefulSet": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StatefulSetSemanticRevisionComparison": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StorageCapacityScoring": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "StorageVersionAPI": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "StorageVersionHash": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StorageVersionMigrator": {
+                "default": False,
+                "stage": "BETA"
+            },
+            "StrictIPCIDRValidation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StructuredAuthenticationConfigurationEgressSelector": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "StructuredAuthenticationConfigurationJWKSMetrics": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TaintTolerationComparisonOperators": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "TokenRequestServiceAccountUIDValidation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TopologyAwareWorkloadScheduling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "TopologyManagerPolicyAlphaOptions": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "TopologyManagerPolicyBetaOptions": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "TranslateStreamCloseWebsocketRequests": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UnauthenticatedHTTP2DOSMitigation": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UnknownVersionInteroperabilityProxy": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UnlockWhileProcessingFIFO": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "UserNamespacesHostNetworkSupport": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "VolumeLimitScaling": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "WatchCacheInitializationPostStartHook": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WatchList": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WatchListClient": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WindowsCPUAndMemoryAffinity": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "WindowsGracefulNodeShutdown": {
+                "default": True,
+                "stage": "BETA"
+            },
+            "WorkloadAwarePreemption": {
+                "default": False,
+                "stage": "ALPHA"
+            },
+            "WorkloadWithJob": {
+                "default": False,
+                "stage": "ALPHA"
+            }
+        },
+        "flags": {
+            "kube-apiserver": [
+                "admission-control",
+                "admission-control-config-file",
+                "advertise-address",
+                "aggregator-reject-forwarding-redirect",
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "allow-privileged",
+                "anonymous-auth",
+                "api-audiences",
+                "audit-log-batch-buffer-size",
+                "audit-log-batch-max-size",
+                "audit-log-batch-max-wait",
+                "audit-log-batch-throttle-burst",
+                "audit-log-batch-throttle-enable",
+                "audit-log-batch-throttle-qps",
+                "audit-log-compress",
+                "audit-log-format",
+                "audit-log-maxage",
+                "audit-log-maxbackup",
+                "audit-log-maxsize",
+                "audit-log-mode",
+                "audit-log-path",
+                "audit-log-truncate-enabled",
+                "audit-log-truncate-max-batch-size",
+                "audit-log-truncate-max-event-size",
+                "audit-log-version",
+                "audit-policy-file",
+                "audit-webhook-batch-buffer-size",
+                "audit-webhook-batch-max-size",
+                "audit-webhook-batch-max-wait",
+                "audit-webhook-batch-throttle-burst",
+                "audit-webhook-batch-throttle-enable",
+                "audit-webhook-batch-throttle-qps",
+                "audit-webhook-config-file",
+                "audit-webhook-initial-backoff",
+                "audit-webhook-mode",
+                "audit-webhook-truncate-enabled",
+                "audit-webhook-truncate-max-batch-size",
+                "audit-webhook-truncate-max-event-size",
+                "audit-webhook-version",
+                "authentication-config",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-token-webhook-config-file",
+                "authentication-token-webhook-version",
+                "authorization-config",
+                "authorization-mode",
+                "authorization-policy-file",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "authorization-webhook-config-file",
+                "authorization-webhook-version",
+                "bind-address",
+                "cert-dir",
+                "client-ca-file",
+                "contention-profiling",
+                "coordinated-leadership-lease-duration",
+                "coordinated-leadership-renew-deadline",
+                "coordinated-leadership-retry-period",
+                "cors-allowed-origins",
+                "debug-socket-path",
+                "default-not-ready-toleration-seconds",
+                "default-unreachable-toleration-seconds",
+                "delete-collection-workers",
+                "disable-admission-plugins",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "egress-selector-config-file",
+                "emulated-version",
+                "emulation-forward-compatible",
+                "enable-admission-plugins",
+                "enable-aggregator-routing",
+                "enable-bootstrap-token-auth",
+                "enable-garbage-collector",
+                "enable-logs-handler",
+                "enable-priority-and-fairness",
+                "encryption-provider-config",
+                "encryption-provider-config-automatic-reload",
+                "endpoint-reconciler-type",
+                "etcd-cafile",
+                "etcd-certfile",
+                "etcd-compaction-interval",
+                "etcd-count-metric-poll-period",
+                "etcd-db-metric-poll-interval",
+                "etcd-healthcheck-timeout",
+                "etcd-keyfile",
+                "etcd-prefix",
+                "etcd-readycheck-timeout",
+                "etcd-servers",
+                "etcd-servers-overrides",
+                "event-ttl",
+                "external-hostname",
+                "feature-gates",
+                "goaway-chance",
+                "help",
+                "http2-max-streams-per-connection",
+                "kubelet-certificate-authority",
+                "kubelet-client-certificate",
+                "kubelet-client-key",
+                "kubelet-preferred-address-types",
+                "kubelet-timeout",
+                "kubernetes-service-node-port",
+                "lease-reuse-duration-seconds",
+                "livez-grace-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "max-connection-bytes-per-sec",
+                "max-mutating-requests-inflight",
+                "max-requests-inflight",
+                "min-compatibility-version",
+                "min-request-timeout",
+                "oidc-ca-file",
+                "oidc-client-id",
+                "oidc-groups-claim",
+                "oidc-groups-prefix",
+                "oidc-issuer-url",
+                "oidc-required-claim",
+                "oidc-signing-algs",
+                "oidc-username-claim",
+                "oidc-username-prefix",
+                "peer-advertise-ip",
+                "peer-advertise-port",
+                "peer-ca-file",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "profiling",
+                "proxy-client-cert-file",
+                "proxy-client-key-file",
+                "request-timeout",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "runtime-config",
+                "runtime-config-emulation-forward-compatible",
+                "secure-port",
+                "service-account-extend-token-expiration",
+                "service-account-issuer",
+                "service-account-jwks-uri",
+                "service-account-key-file",
+                "service-account-lookup",
+                "service-account-max-token-expiration",
+                "service-account-signing-endpoint",
+                "service-account-signing-key-file",
+                "service-cluster-ip-range",
+                "service-node-port-range",
+                "show-hidden-metrics-for-version",
+                "shutdown-delay-duration",
+                "shutdown-send-retry-after",
+                "shutdown-watch-termination-grace-period",
+                "storage-backend",
+                "storage-initialization-timeout",
+                "storage-media-type",
+                "strict-transport-security-directives",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-curve-preferences",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "token-auth-file",
+                "tracing-config-file",
+                "v",
+                "version",
+                "vmodule",
+                "watch-cache",
+                "watch-cache-sizes"
+            ],
+            "kube-controller-manager": [
+                "allocate-node-cidrs",
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "attach-detach-reconcile-sync-period",
+                "authentication-kubeconfig",
+                "authentication-skip-lookup",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-tolerate-lookup-failure",
+                "authorization-always-allow-paths",
+                "authorization-kubeconfig",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "bind-address",
+                "cert-dir",
+                "cidr-allocator-type",
+                "client-ca-file",
+                "cloud-config",
+                "cloud-provider",
+                "cluster-cidr",
+                "cluster-name",
+                "cluster-signing-cert-file",
+                "cluster-signing-duration",
+                "cluster-signing-key-file",
+                "cluster-signing-kube-apiserver-client-cert-file",
+                "cluster-signing-kube-apiserver-client-key-file",
+                "cluster-signing-kubelet-client-cert-file",
+                "cluster-signing-kubelet-client-key-file",
+                "cluster-signing-kubelet-serving-cert-file",
+                "cluster-signing-kubelet-serving-key-file",
+                "cluster-signing-legacy-unknown-cert-file",
+                "cluster-signing-legacy-unknown-key-file",
+                "concurrent-cron-job-syncs",
+                "concurrent-daemonset-syncs",
+                "concurrent-deployment-syncs",
+                "concurrent-device-taint-eviction-syncs",
+                "concurrent-endpoint-syncs",
+                "concurrent-ephemeralvolume-syncs",
+                "concurrent-gc-syncs",
+                "concurrent-horizontal-pod-autoscaler-syncs",
+                "concurrent-job-syncs",
+                "concurrent-namespace-syncs",
+                "concurrent-rc-syncs",
+                "concurrent-replicaset-syncs",
+                "concurrent-resource-quota-syncs",
+                "concurrent-resourceclaim-syncs",
+                "concurrent-service-endpoint-syncs",
+                "concurrent-service-syncs",
+                "concurrent-serviceaccount-token-syncs",
+                "concurrent-statefulset-syncs",
+                "concurrent-ttl-after-finished-syncs",
+                "concurrent-validating-admission-policy-status-syncs",
+                "configure-cloud-routes",
+                "contention-profiling",
+                "controller-shutdown-timeout",
+                "controller-start-interval",
+                "controllers",
+                "disable-attach-detach-reconcile-sync",
+                "disable-force-detach-on-timeout",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "emulated-version",
+                "enable-dynamic-provisioning",
+                "enable-garbage-collector",
+                "enable-hostpath-provisioner",
+                "enable-leader-migration",
+                "endpoint-updates-batch-period",
+                "endpointslice-updates-batch-period",
+                "external-cloud-volume-plugin",
+                "feature-gates",
+                "flex-volume-plugin-dir",
+                "help",
+                "horizontal-pod-autoscaler-cpu-initialization-period",
+                "horizontal-pod-autoscaler-downscale-stabilization",
+                "horizontal-pod-autoscaler-initial-readiness-delay",
+                "horizontal-pod-autoscaler-sync-period",
+                "horizontal-pod-autoscaler-tolerance",
+                "http2-max-streams-per-connection",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "large-cluster-size-threshold",
+                "leader-elect",
+                "leader-elect-lease-duration",
+                "leader-elect-renew-deadline",
+                "leader-elect-resource-lock",
+                "leader-elect-resource-name",
+                "leader-elect-resource-namespace",
+                "leader-elect-retry-period",
+                "leader-migration-config",
+                "legacy-service-account-token-clean-up-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "master",
+                "max-endpoints-per-slice",
+                "min-compatibility-version",
+                "min-resync-period",
+                "mirroring-concurrent-service-endpoint-syncs",
+                "mirroring-endpointslice-updates-batch-period",
+                "mirroring-max-endpoints-per-subset",
+                "namespace-sync-period",
+                "node-cidr-mask-size",
+                "node-cidr-mask-size-ipv4",
+                "node-cidr-mask-size-ipv6",
+                "node-eviction-rate",
+                "node-monitor-grace-period",
+                "node-monitor-period",
+                "node-startup-grace-period",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "profiling",
+                "pv-recycler-increment-timeout-nfs",
+                "pv-recycler-minimum-timeout-hostpath",
+                "pv-recycler-minimum-timeout-nfs",
+                "pv-recycler-pod-template-filepath-hostpath",
+                "pv-recycler-pod-template-filepath-nfs",
+                "pv-recycler-timeout-increment-hostpath",
+                "pvclaimbinder-sync-period",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "resource-quota-sync-period",
+                "root-ca-file",
+                "route-reconciliation-period",
+                "secondary-node-eviction-rate",
+                "secure-port",
+                "service-account-private-key-file",
+                "service-cluster-ip-range",
+                "show-hidden-metrics-for-version",
+                "terminated-pod-gc-threshold",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-curve-preferences",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "unhealthy-zone-threshold",
+                "use-service-account-credentials",
+                "v",
+                "version",
+                "vmodule"
+            ],
+            "kube-proxy": [
+                "bind-address",
+                "bind-address-hard-fail",
+                "boot-id-file",
+                "cleanup",
+                "cluster-cidr",
+                "config",
+                "config-sync-period",
+                "conntrack-max-per-core",
+                "conntrack-min",
+                "conntrack-tcp-be-liberal",
+                "conntrack-tcp-timeout-close-wait",
+                "conntrack-tcp-timeout-established",
+                "conntrack-udp-timeout",
+                "conntrack-udp-timeout-stream",
+                "detect-local-mode",
+                "feature-gates",
+                "healthz-bind-address",
+                "help",
+                "hostname-override",
+                "init-only",
+                "iptables-localhost-nodeports",
+                "iptables-masquerade-bit",
+                "iptables-min-sync-period",
+                "iptables-sync-period",
+                "ipvs-exclude-cidrs",
+                "ipvs-min-sync-period",
+                "ipvs-scheduler",
+                "ipvs-strict-arp",
+                "ipvs-sync-period",
+                "ipvs-tcp-timeout",
+                "ipvs-tcpfin-timeout",
+                "ipvs-udp-timeout",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "machine-id-file",
+                "masquerade-all",
+                "master",
+                "metrics-bind-address",
+                "nodeport-addresses",
+                "oom-score-adj",
+                "pod-bridge-interface",
+                "pod-interface-name-prefix",
+                "profiling",
+                "proxy-mode",
+                "show-hidden-metrics-for-version",
+                "v",
+                "version",
+                "vmodule",
+                "write-config-to"
+            ],
+            "kube-scheduler": [
+                "allow-metric-labels",
+                "allow-metric-labels-manifest",
+                "authentication-kubeconfig",
+                "authentication-skip-lookup",
+                "authentication-token-webhook-cache-ttl",
+                "authentication-tolerate-lookup-failure",
+                "authorization-always-allow-paths",
+                "authorization-kubeconfig",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "bind-address",
+                "cert-dir",
+                "client-ca-file",
+                "config",
+                "contention-profiling",
+                "disable-http2-serving",
+                "disabled-metrics",
+                "emulated-version",
+                "feature-gates",
+                "help",
+                "http2-max-streams-per-connection",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kubeconfig",
+                "leader-elect",
+                "leader-elect-lease-duration",
+                "leader-elect-renew-deadline",
+                "leader-elect-resource-lock",
+                "leader-elect-resource-name",
+                "leader-elect-resource-namespace",
+                "leader-elect-retry-period",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "master",
+                "min-compatibility-version",
+                "permit-address-sharing",
+                "permit-port-sharing",
+                "pod-max-in-unschedulable-pods-duration",
+                "profiling",
+                "requestheader-allowed-names",
+                "requestheader-client-ca-file",
+                "requestheader-extra-headers-prefix",
+                "requestheader-group-headers",
+                "requestheader-uid-headers",
+                "requestheader-username-headers",
+                "secure-port",
+                "show-hidden-metrics-for-version",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-curve-preferences",
+                "tls-min-version",
+                "tls-private-key-file",
+                "tls-sni-cert-key",
+                "v",
+                "version",
+                "vmodule",
+                "write-config-to"
+            ],
+            "kubelet": [
+                "address",
+                "allowed-unsafe-sysctls",
+                "anonymous-auth",
+                "application-metrics-count-limit",
+                "authentication-token-webhook",
+                "authentication-token-webhook-cache-ttl",
+                "authorization-mode",
+                "authorization-webhook-cache-authorized-ttl",
+                "authorization-webhook-cache-unauthorized-ttl",
+                "boot-id-file",
+                "bootstrap-kubeconfig",
+                "cert-dir",
+                "cgroup-driver",
+                "cgroup-root",
+                "cgroups-per-qos",
+                "client-ca-file",
+                "cloud-provider",
+                "cluster-dns",
+                "cluster-domain",
+                "config",
+                "config-dir",
+                "container-hints",
+                "container-log-max-files",
+                "container-log-max-size",
+                "container-runtime-endpoint",
+                "containerd",
+                "containerd-namespace",
+                "contention-profiling",
+                "cpu-cfs-quota",
+                "cpu-cfs-quota-period",
+                "cpu-manager-policy",
+                "cpu-manager-policy-options",
+                "cpu-manager-reconcile-period",
+                "enable-controller-attach-detach",
+                "enable-debugging-handlers",
+                "enable-load-reader",
+                "enable-server",
+                "enforce-node-allocatable",
+                "event-burst",
+                "event-qps",
+                "event-storage-age-limit",
+                "event-storage-event-limit",
+                "eviction-hard",
+                "eviction-max-pod-grace-period",
+                "eviction-minimum-reclaim",
+                "eviction-pressure-transition-period",
+                "eviction-soft",
+                "eviction-soft-grace-period",
+                "exit-on-lock-contention",
+                "experimental-allocatable-ignore-eviction",
+                "experimental-mounter-path",
+                "fail-cgroupv1",
+                "fail-swap-on",
+                "feature-gates",
+                "file-check-frequency",
+                "global-housekeeping-interval",
+                "hairpin-mode",
+                "healthz-bind-address",
+                "healthz-port",
+                "help",
+                "hostname-override",
+                "housekeeping-interval",
+                "http-check-frequency",
+                "image-credential-provider-bin-dir",
+                "image-credential-provider-config",
+                "image-gc-high-threshold",
+                "image-gc-low-threshold",
+                "image-service-endpoint",
+                "kernel-memcg-notification",
+                "kube-api-burst",
+                "kube-api-content-type",
+                "kube-api-qps",
+                "kube-reserved",
+                "kube-reserved-cgroup",
+                "kubeconfig",
+                "kubelet-cgroups",
+                "local-storage-capacity-isolation",
+                "lock-file",
+                "log-cadvisor-usage",
+                "log-flush-frequency",
+                "log-json-info-buffer-size",
+                "log-json-split-stream",
+                "log-text-info-buffer-size",
+                "log-text-split-stream",
+                "logging-format",
+                "machine-id-file",
+                "make-iptables-util-chains",
+                "manifest-url",
+                "manifest-url-header",
+                "max-open-files",
+                "max-pods",
+                "maximum-dead-containers",
+                "maximum-dead-containers-per-container",
+                "memory-manager-policy",
+                "minimum-container-ttl-duration",
+                "minimum-image-ttl-duration",
+                "node-ip",
+                "node-labels",
+                "node-status-max-images",
+                "node-status-update-frequency",
+                "oom-score-adj",
+                "pod-cidr",
+                "pod-manifest-path",
+                "pod-max-pids",
+                "pods-per-core",
+                "port",
+                "protect-kernel-defaults",
+                "provider-id",
+                "qos-reserved",
+                "read-only-port",
+                "register-node",
+                "register-with-taints",
+                "registry-burst",
+                "registry-qps",
+                "reserved-cpus",
+                "reserved-memory",
+                "resolv-conf",
+                "root-dir",
+                "rotate-certificates",
+                "rotate-server-certificates",
+                "runonce",
+                "runtime-cgroups",
+                "runtime-request-timeout",
+                "seccomp-default",
+                "serialize-image-pulls",
+                "storage-driver-buffer-duration",
+                "storage-driver-db",
+                "storage-driver-host",
+                "storage-driver-password",
+                "storage-driver-secure",
+                "storage-driver-table",
+                "storage-driver-user",
+                "streaming-connection-idle-timeout",
+                "sync-frequency",
+                "system-cgroups",
+                "system-reserved",
+                "system-reserved-cgroup",
+                "tls-cert-file",
+                "tls-cipher-suites",
+                "tls-min-version",
+                "tls-private-key-file",
+                "topology-manager-policy",
+                "topology-manager-policy-options",
+                "topology-manager-scope",
+                "v",
+                "version",
+                "vmodule",
+                "volume-plugin-dir",
+                "volume-stats-agg-period"
+            ]
+        }
+    }
 }
