@@ -149,7 +149,10 @@ def test_transient_server_error_is_retried(table, server, state_file, dest):
     server.fail[path] = 503
 
     def heal():
-        time.sleep(0.3)
+        # heal once a second request came: the first one certainly failed, however slow the machine
+        deadline = time.monotonic() + 30
+        while server.requests.get(path, 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         server.fail.pop(path)
 
     import threading
