@@ -64,6 +64,48 @@ def wait(what, probe, timeout=180, interval=2):
     raise AssertionError(f"gave up after {timeout} s waiting for {what}; last: {last!r}")
 
 
+# HTTPS from a node with Python's ssl (the nodes have no curl): prints the status, then the body.
+HTTPS_PROBE = """
+import ssl, sys, urllib.error, urllib.request
+url, ca, cert, key = (sys.argv[1:] + ["", "", ""])[:4]
+context = ssl.create_default_context(cafile=ca)
+if cert:
+    context.load_cert_chain(cert, key)
+try:
+    with urllib.request.urlopen(url, context=context, timeout=10) as answer:
+        status, body = answer.status, answer.read()
+except urllib.error.HTTPError as error:
+    status, body = error.code, error.read()
+print(status)
+print(body.decode("utf-8", "replace"))
+"""
+CA = "/etc/kubernetes/pki/ca.crt"
+
+
+def https(bed, node, url, cert="", key=""):
+    """(status, body) of a GET from ``node``, verifying the server against the cluster CA."""
+    args = " ".join(shlex.quote(a) for a in (url, CA, cert, key) if a)
+    out = bed.sh(node, f"python3 - {args} <<'EOF'\n{HTTPS_PROBE}\nEOF")[1]
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def forget_ssh_connection(bed, node):
+    """Close the controller's shared SSH connection to a node that was restarted: the old one is dead,
+    and Ansible would try to reuse it until its ControlPersist ran out."""
+    import hashlib
+    import subprocess
+
+    address = bed.hosts()[0][node]["ip"]
+    directory = os.path.expanduser("~/.ansible/cp")
+    for port in (None, 22, "22"):
+        path = os.path.join(directory, hashlib.sha1(f"{address}-{port}-root".encode()).hexdigest()[:10])
+        if os.path.exists(path):
+            subprocess.run(["ssh", "-o", f"ControlPath={path}", "-O", "exit", f"root@{address}"], capture_output=True)
+            if os.path.exists(path):
+                os.unlink(path)
+
+
 def mirror_vars():
     import yaml
 
@@ -123,8 +165,8 @@ SPREAD = {
                 "terminationGracePeriodSeconds": 1,
                 "containers": [{
                     "name": "web", "image": IMAGE, "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && "
-                                            "echo serving on $(hostname) && exec httpd -f -p 8080 -h /www"],
+                    "command": ["sh", "-c", "mkdir -p /tmp/www && hostname > /tmp/www/index.html && "
+                                            "echo serving on $(hostname) && exec httpd -f -p 8080 -h /tmp/www"],
                     "ports": [{"containerPort": 8080}],
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                         "runAsNonRoot": True, "runAsUser": 65534,
@@ -144,11 +186,16 @@ def spread(bed, cps, hosts):
     for host in hosts:
         bed.sh(host, f"python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' "
                      f"{shlex.quote(url)} /tmp/busybox.tar && ctr -n k8s.io images import /tmp/busybox.tar >/dev/null")
+    # from scratch, so that no pod of an earlier run counts in the spread or in the lists below
+    kubectl(bed, cps[0], "delete deployment spread --ignore-not-found --wait=true", timeout=200)
+    wait("the pods of an earlier run to be gone",
+         lambda: not json.loads(kubectl(bed, cps[0], "get pods -l app=spread -o json")[1])["items"], timeout=120)
     for document in (SPREAD, SERVICE):
         bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(document)}\nEOF")
     kubectl(bed, cps[0], "rollout status deployment/spread --timeout=180s", timeout=200)
     pods = json.loads(kubectl(bed, cps[0], "get pods -l app=spread -o json")[1])["items"]
-    return {p["spec"]["nodeName"]: {"name": p["metadata"]["name"], "ip": p["status"]["podIP"]} for p in pods}
+    return {p["spec"]["nodeName"]: {"name": p["metadata"]["name"], "ip": p["status"]["podIP"]}
+            for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")}
 
 
 def test_the_workload_runs_on_every_node(spread, hosts, bed, cps):
@@ -191,44 +238,42 @@ def test_logs_come_through_the_api_server(bed, cps, spread):
 
 
 def test_kubelet_refuses_anonymous_and_foreign_clients(bed, cps, workers, hosts):
-    worker_ip = hosts[workers[0]]["ip"]
-    url = f"https://{worker_ip}:10250/pods"
-    anonymous = bed.sh(cps[0], f"curl -s -o /dev/null -w '%{{http_code}}' --cacert /etc/kubernetes/pki/ca.crt {url}",
-                       check=False)[1]
-    assert anonymous == "401", anonymous
+    url = f"https://{hosts[workers[0]]['ip']}:10250/pods"
+    anonymous, _ = https(bed, cps[0], url)
+    assert anonymous == 401, anonymous
     # a certificate of another CA (etcd's): not a client the kubelet trusts
-    foreign = bed.sh(cps[0], "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
-                             "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt "
-                             f"--key /etc/kubernetes/pki/etcd/healthcheck-client.key {url}", check=False)[1]
-    assert foreign == "401", foreign
+    foreign, _ = https(bed, cps[0], url, "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                       "/etc/kubernetes/pki/etcd/healthcheck-client.key")
+    assert foreign == 401, foreign
     # kube-apiserver's own client certificate is allowed (the bootstrap RBAC)
-    allowed = bed.sh(cps[0], "curl -s -o /dev/null -w '%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
-                             "--cert /etc/kubernetes/pki/apiserver-kubelet-client.crt "
-                             f"--key /etc/kubernetes/pki/apiserver-kubelet-client.key {url}", check=False)[1]
-    assert allowed == "200", allowed
-    report(f"kubelet {workers[0]}:10250: anonymous {anonymous}, etcd CA client {foreign}, apiserver client {allowed}")
+    allowed, body = https(bed, cps[0], url, "/etc/kubernetes/pki/apiserver-kubelet-client.crt",
+                          "/etc/kubernetes/pki/apiserver-kubelet-client.key")
+    assert allowed == 200 and '"kind":"PodList"' in body, (allowed, body[:200])
+    report(f"kubelet {workers[0]}:10250/pods: anonymous {anonymous}, etcd CA client {foreign}, "
+           f"apiserver kubelet client {allowed}")
 
 
 def test_a_kubelet_cannot_read_a_secret_no_pod_of_its_node_uses(bed, cps, workers):
     kubectl(bed, cps[0], "create secret generic unrelated --from-literal=k=v --dry-run=client -o yaml | "
                          f"{ADMIN} apply -f -")
     # the node's own credential, through its local load balancer
-    rc, out = bed.sh(workers[0], "curl -s -w '\\n%{http_code}' --cacert /etc/kubernetes/pki/ca.crt "
-                                 "--cert /var/lib/kubelet/pki/kubelet-client.crt --key /var/lib/kubelet/pki/kubelet-client.key "
-                                 "https://127.0.0.1:6443/api/v1/namespaces/default/secrets/unrelated", check=False)
-    status = out.strip().splitlines()[-1]
-    assert status == "403" and "no relationship found between node" in out, out
-    report(f"{workers[0]}'s kubelet reading secret unrelated: {status} "
-           f"({json.loads(out.rsplit(chr(10), 1)[0])['message'][:120]})")
+    status, body = https(bed, workers[0], "https://127.0.0.1:6443/api/v1/namespaces/default/secrets/unrelated",
+                         "/var/lib/kubelet/pki/kubelet-client.crt", "/var/lib/kubelet/pki/kubelet-client.key")
+    assert status == 403 and "no relationship found between node" in body, (status, body)
+    report(f"{workers[0]}'s kubelet reading secret unrelated: {status} ({json.loads(body)['message'][:120]})")
 
 
 def test_secrets_are_encrypted_at_rest_and_audited_without_data(bed, cps):
     value = uuid.uuid4().hex
     name = f"encrypted-{value[:8]}"
     kubectl(bed, cps[0], f"create secret generic {name} --from-literal=token={value}")
-    rc, raw = bed.etcdctl(cps[0], f"get /registry/secrets/default/{name} --print-value-only")
-    assert raw.startswith("k8s:enc:secretbox:v1:key1:"), raw[:60]
-    assert value not in raw
+    # the stored value is binary: read its prefix, and whether the plain value occurs in it, on the node
+    out = bed.etcdctl(cps[0], f"get /registry/secrets/default/{name} --print-value-only | python3 -c "
+                              f"'import sys; d = sys.stdin.buffer.read(); print(d[:26].decode(\"ascii\", \"replace\")); "
+                              f"print(b\"{value}\" in d)'")[1].split()
+    raw = out[0]
+    assert raw == "k8s:enc:secretbox:v1:key1:", out
+    assert out[1] == "False", out
     audit = wait("the audit event of the Secret's creation", lambda: [
         json.loads(line) for cp in cps for line in bed.sh(
             cp, f"grep -h '\"name\":\"{name}\"' /var/log/kubernetes/audit/audit.log || true")[1].splitlines()
@@ -251,7 +296,11 @@ def test_a_privileged_pod_is_refused_by_pod_security(bed, cps):
 
 
 class Poller:
-    """Asks the API through a worker's local load balancer every 100 ms; counts answers."""
+    """Asks the API through a worker's local load balancer every 100 ms; counts answers.
+
+    It asks /livez, which an API server answers until it stops serving; /readyz already fails
+    while one drains before stopping (--shutdown-delay-duration), which is what takes it out of
+    the load balancer while it still serves the requests that reach it."""
 
     def __init__(self, bed, node):
         self.bed, self.node = bed, node
@@ -259,13 +308,23 @@ class Poller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    SCRIPT = """
+import ssl, time, urllib.request
+context = ssl.create_default_context(cafile="/etc/kubernetes/pki/ca.crt")
+while True:
+    try:
+        urllib.request.urlopen("https://127.0.0.1:6443/livez", context=context, timeout=2).read()
+        print("ok", flush=True)
+    except Exception:
+        print("fail", flush=True)
+    time.sleep(0.1)
+"""
+
     def _run(self):
-        script = ("while :; do if curl -sf -m 2 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz "
-                  ">/dev/null; then echo ok; else echo fail; fi; sleep 0.1; done")
         import subprocess
 
-        self._proc = subprocess.Popen(["podman", "exec", self.node, "bash", "-c", script], stdout=subprocess.PIPE,
-                                      text=True)
+        self._proc = subprocess.Popen(["podman", "exec", self.node, "python3", "-c", self.SCRIPT],
+                                      stdout=subprocess.PIPE, text=True)
         for line in self._proc.stdout:
             if line.strip() == "ok":
                 self.ok += 1
@@ -313,6 +372,7 @@ def test_a_stopped_control_plane_does_not_stop_the_workers(bed, cps, workers):
     report(f"{cps[0]} stopped: through {workers[0]}'s load balancer {stopped[0]} requests answered, "
            f"{stopped[1]} failed (in the seconds before the health checks took it out)")
     subprocess.run(["podman", "start", cps[0]], check=True, capture_output=True)
+    forget_ssh_connection(bed, cps[0])
     wait(f"{cps[0]} to serve again", lambda: kubectl(bed, cps[1], f"get node {cps[0]} -o "
                                                                    "jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
                                                      check=False)[1].strip() == "True", timeout=180)
@@ -323,25 +383,56 @@ def test_a_stopped_control_plane_does_not_stop_the_workers(bed, cps, workers):
 
 
 def test_a_changed_flag_is_planned_exactly_then_rolled_one_control_plane_at_a_time(bed, cps, workers):
-    extra = dict(_settings(), control_plane_apiserver_flags={"audit-log-maxage": 7})
+    current = int(re.search(r"--audit-log-maxage=(\d+)", bed.sh(cps[0], "cat /etc/kubernetes/kube-apiserver.env")[1]).group(1))
+    wanted = 7 if current != 7 else 8
+    extra = dict(_settings(), control_plane_apiserver_flags={"audit-log-maxage": wanted})
     plan = bed.playbook("install.yml", _inventory(bed), extra=extra, check=True, diff=True, skip_tags=())
     assert plan.rc == 0, plan.tail()
     assert {h for h, v in plan.recap.items() if v["changed"]} == set(cps), plan.recap
     assert all(plan.recap[cp]["changed"] == 1 for cp in cps), plan.recap
     changed_lines = re.findall(r"^[+-]  --audit-log-maxage=\d+ \\$", plan.output, re.M)
-    assert sorted(set(changed_lines)) == ["+  --audit-log-maxage=7 \\", "-  --audit-log-maxage=30 \\"], changed_lines
+    assert sorted(set(changed_lines)) == [f"+  --audit-log-maxage={wanted} \\", f"-  --audit-log-maxage={current} \\"], \
+        changed_lines
     assert "kube-apiserver.env" in plan.output
     report(f"--check --diff: only /etc/kubernetes/kube-apiserver.env changes on {', '.join(cps)}: "
            f"{sorted(set(changed_lines))}")
     with Poller(bed, workers[0]) as poller:
         run = bed.playbook("install.yml", _inventory(bed), extra=extra, skip_tags=())
     assert run.rc == 0, run.tail()
-    restarts = re.findall(r"TASK \[kubeforge\.cluster\.control_plane : Restart kube-apiserver on (\S+)\]", run.output)
-    assert restarts == cps, restarts
+    # each restart is followed by the wait for that API server's /readyz before the next restart
+    steps = re.findall(r"TASK \[kubeforge\.cluster\.control_plane : (Restart the changed control-plane services|"
+                       r"Wait for /readyz of the kube-apiserver) on (\S+)\]", run.output)
+    restarts = [host for step, host in steps if step.startswith("Restart")]
+    assert restarts == cps, steps
+    assert steps == [(step, cp) for cp in cps for step in ("Restart the changed control-plane services",
+                                                           "Wait for /readyz of the kube-apiserver")], steps
     for cp in cps:
-        assert "--audit-log-maxage=7" in bed.sh(cp, "cat /proc/$(pidof kube-apiserver)/cmdline | tr '\\0' ' '")[1]
+        assert f"--audit-log-maxage={wanted}" in bed.sh(cp, "cat /proc/$(pidof kube-apiserver)/cmdline | tr '\\0' ' '")[1]
     assert poller.failed == 0, (poller.ok, poller.failed)
     report(f"real run: kube-apiserver restarted on {', '.join(restarts)} in turn; through the load balancer "
            f"{poller.ok} requests answered, {poller.failed} failed")
     again = bed.playbook("install.yml", _inventory(bed), extra=extra, skip_tags=())
     assert again.rc == 0 and again.changed == 0, again.recap
+
+
+def test_control_planes_holding_different_encryption_keys_are_refused_before_any_change(bed, cps):
+    path = "/etc/kubernetes/encryption.yaml"
+    bed.sh(cps[2], f"cp -p {path} /root/encryption.yaml.kept && python3 - <<'EOF'\n"
+                   "import base64, os, yaml\n"
+                   f"doc = yaml.safe_load(open('{path}'))\n"
+                   "doc['resources'][0]['providers'][0]['secretbox']['keys'][0]['secret'] = "
+                   "base64.b64encode(os.urandom(32)).decode()\n"
+                   f"open('{path}', 'w').write(yaml.safe_dump(doc))\nEOF")
+    try:
+        run = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=())
+    finally:
+        bed.sh(cps[2], f"mv /root/encryption.yaml.kept {path}")
+    assert run.rc != 0
+    output = " ".join(run.output.split())  # the message is folded over lines in the output
+    assert re.search(rf"{cps[0]}, {cps[1]} hold secretbox key key1 \(sha256:[0-9a-f]{{16}}\); "
+                     rf"{cps[2]} holds secretbox key key1 \(sha256:[0-9a-f]{{16}}\)", output), run.tail()
+    assert "Refuse control planes that hold different encryption keys" in run.output
+    assert run.changed == 0, run.recap
+    assert "TASK [kubeforge.cluster.os" not in run.output
+    report(f"{cps[2]} given another key: install.yml refused in preflight, nothing changed: "
+           + re.search(r"control planes hold different encryption keys: [^.]*", output).group(0))
