@@ -16,21 +16,9 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
-from support.kube_api_stand_in import StandInApiServer, free_port, make_pki, write_kubeconfig  # noqa: E402
+from support.kube_api_stand_in import free_port, write_kubeconfig  # noqa: E402
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kube_api  # noqa: E402
-
-
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp('pki'))
-
-
-@pytest.fixture
-def api(pki):
-    server = StandInApiServer(pki).start()
-    yield server
-    server.stop()
 
 
 def b64(data):

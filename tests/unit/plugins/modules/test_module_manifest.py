@@ -22,23 +22,11 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 from module_runner import run_module, warning_texts  # noqa: E402
-from support.kube_api_stand_in import StandInApiServer, free_port, make_pki, write_kubeconfig  # noqa: E402
+from support.kube_api_stand_in import StandInApiServer, free_port, write_kubeconfig  # noqa: E402
 
 from ansible_collections.kubeforge.cluster.plugins.modules import manifest  # noqa: E402
 
 SECRET_VALUE = 's3cr3t-pa55w0rd-value'
-
-
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp('pki'))
-
-
-@pytest.fixture
-def api(pki):
-    server = StandInApiServer(pki).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

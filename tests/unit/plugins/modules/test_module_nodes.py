@@ -20,25 +20,13 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
 from module_runner import run_module  # noqa: E402
-from support.kube_api_stand_in import StandInApiServer, make_pki, write_kubeconfig  # noqa: E402
+from support.kube_api_stand_in import write_kubeconfig  # noqa: E402
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kube_nodes  # noqa: E402
 from ansible_collections.kubeforge.cluster.plugins.modules import nodes  # noqa: E402
 
 CP_TAINT = 'node-role.kubernetes.io/control-plane:NoSchedule'
 CP_LABEL = {'node-role.kubernetes.io/control-plane': ''}
-
-
-@pytest.fixture(scope='module')
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp('pki'))
-
-
-@pytest.fixture
-def api(pki):
-    server = StandInApiServer(pki).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
