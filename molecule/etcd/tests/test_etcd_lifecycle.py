@@ -33,7 +33,10 @@ CP1, CP2, ETCD1 = "mol-etcd-cp1", "mol-etcd-cp2", "mol-etcd-etcd1"
 MEMBERS = [CP1, CP2, ETCD1]
 GROUPS = {"kube_control_plane": [CP1, CP2], "etcd": MEMBERS}
 VERSIONS = mirror_versions("etcd")
-OLD, NEW = VERSIONS[0], VERSIONS[-1]
+# the upgrade moves one minor version at a time: from the oldest release of the mirror to the newest
+# release of the next minor (the mirror also holds a newer minor, built from Go modules)
+OLD = VERSIONS[0]
+NEW = [v for v in VERSIONS if v.split(".")[:2] == ["3", str(int(OLD.split(".")[1]) + 1)]][-1]
 SKIP_TO = "3.6.9"  # in the collection's versions table, two minor versions above the 3.4 start
 BACKUPS = os.path.join(WORK, "etcd-backups")
 
