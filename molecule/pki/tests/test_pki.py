@@ -25,7 +25,8 @@ from etcdtest import Bed, Report  # noqa: E402
 CLUSTER = "mol-pki"
 CP1, CP2, W1, W2 = "mol-pki-cp1", "mol-pki-cp2", "mol-pki-w1", "mol-pki-w2"
 PKI = "/etc/kubernetes/pki"
-TABLE = "/work/shared/data/upstream/pki-requirements.json"
+TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "data", "upstream",
+                     "pki-requirements.json")
 
 bed = Bed(CLUSTER, "")
 report = Report("pki", label="pki lifecycle")
@@ -273,7 +274,7 @@ def test_control_plane_that_lost_its_ca_gets_the_same_ca_back():
 
 def test_control_planes_with_different_cas_are_refused_before_any_change():
     extra = {"pki_apiserver_extra_sans": ["api.example.com", "192.0.2.7"]}
-    sh(CP2, "cp -a %s/ca.crt /root/ca.crt.kept && cp -a %s/ca.key /root/ca.key.kept && "
+    sh(CP2, "cp -a %s/ca.crt /var/tmp/ca.crt.kept && cp -a %s/ca.key /var/tmp/ca.key.kept && "
             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other-ca -days 2 "
             "-keyout %s/ca.key -out %s/ca.crt 2>/dev/null" % (PKI, PKI, PKI, PKI))
     try:
@@ -287,7 +288,7 @@ def test_control_planes_with_different_cas_are_refused_before_any_change():
         assert {n: fingerprints(n, node_leafs(n)) for n in (CP1, CP2, W1)} == before
         assert subject(CP2, PKI + "/ca.crt")[0] == "other-ca"
     finally:
-        sh(CP2, "mv /root/ca.crt.kept %s/ca.crt && mv /root/ca.key.kept %s/ca.key" % (PKI, PKI))
+        sh(CP2, "mv /var/tmp/ca.crt.kept %s/ca.crt && mv /var/tmp/ca.key.kept %s/ca.key" % (PKI, PKI))
     run = playbook("install.yml", inventory(workers=(W1, W2), name="two-workers"), extra)
     report.step("install.yml no-op with two workers", run.seconds, changed=run.changed,
                 tasks_per_host=run.tasks_per_host())

@@ -17,7 +17,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TABLE = os.path.join(ROOT, "roles", "download", "vars", "versions.yml")
 SCRIPT = os.path.join(ROOT, "hack", "update-versions")
-UPSTREAM = "/work/shared/data/upstream"
+UPSTREAM = os.path.join(ROOT, "tests", "data", "upstream")
 CHECKSUMS = os.path.join(UPSTREAM, "release-checksums.yml")
 URLS = os.path.join(UPSTREAM, "release-urls.md")
 HEX = re.compile(r"^sha256:[0-9a-f]{64}$")

@@ -24,7 +24,7 @@ from realistic_configs import CASES, CONTAINERD_1, CONTAINERD_2, ETCD_35, KUBE_S
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import component_config as cc  # noqa: E402
 
-UPSTREAM = '/work/shared/data/upstream'
+UPSTREAM = os.path.join(ROOT, 'tests', 'data', 'upstream')
 SCHEMA_DIR = os.path.join(ROOT, 'plugins', 'module_utils', 'schemas')
 
 

@@ -17,7 +17,7 @@ from ansible_collections.kubeforge.cluster.plugins.module_utils.flags import (
     render_value,
 )
 
-UPSTREAM = '/work/shared/data/upstream'
+UPSTREAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'data', 'upstream')
 
 # Flags as a kubeadm-built control plane and its nodes run them.
 REAL_FLAGS = {

@@ -11,12 +11,14 @@ the shape ``ansible.builtin.find`` gives them, by host; ``batch_requests`` gets 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
 
-PKI_TABLE = '/work/shared/data/upstream/pki-requirements.json'
+PKI_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'data', 'upstream',
+                         'pki-requirements.json')
 
 CPS = ['cp1', 'cp2', 'cp3']
 WORKERS = ['w1', 'w2']

@@ -20,7 +20,8 @@ from module_runner import run_module, warning_texts  # noqa: E402
 from ansible_collections.kubeforge.cluster.plugins.module_utils import pki  # noqa: E402
 from ansible_collections.kubeforge.cluster.plugins.modules import certificate  # noqa: E402
 
-PKI_TABLE = '/work/shared/data/upstream/pki-requirements.json'
+PKI_TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'data', 'upstream',
+                         'pki-requirements.json')
 
 
 def read(path):
