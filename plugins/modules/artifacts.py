@@ -251,7 +251,7 @@ transferred:
   returned: when O(mode=controller)
   type: list
   elements: str
-  sample: [/root/.cache/kubeforge/downloads/github.com/etcd-io/etcd/releases/download/v3.6.9/etcd-v3.6.9-linux-amd64.tar.gz]
+  sample: [/home/deploy/.cache/kubeforge/downloads/github.com/etcd-io/etcd/releases/download/v3.6.9/etcd-v3.6.9-linux-amd64.tar.gz]
 needed:
   description: Components that are not in place (filled in check mode; empty after a real run).
   returned: always
