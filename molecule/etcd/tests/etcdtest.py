@@ -143,11 +143,11 @@ class Bed:
 
     def put_keys(self, node, members, prefix, count):
         """Put ``<prefix>0`` .. ``<prefix><count-1>`` from ``node`` (each retried until acknowledged)."""
-        self.copy_to(node, WRITER, "/root/etcd_writer.py")
+        self.copy_to(node, WRITER, "/var/tmp/etcd_writer.py")
         endpoints = ",".join("https://%s:2379" % self.address(n) for n in members)
-        self.sh(node, "python3 /root/etcd_writer.py --endpoints %s %s --prefix %s --count %d --result /root/load.json"
+        self.sh(node, "python3 /var/tmp/etcd_writer.py --endpoints %s %s --prefix %s --count %d --result /var/tmp/load.json"
                 % (endpoints, CLIENT_FILES, shlex.quote(prefix), count), timeout=300)
-        return json.loads(self.read(node, "/root/load.json"))
+        return json.loads(self.read(node, "/var/tmp/load.json"))
 
     def copy_to(self, node, source, dest):
         subprocess.run(["podman", "cp", source, "%s:%s" % (node, dest)], check=True, timeout=60)

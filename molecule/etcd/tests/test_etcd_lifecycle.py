@@ -212,19 +212,19 @@ def test_upgrade_refused_while_a_member_is_stopped(inventory):
 def test_rolling_upgrade_under_writes(inventory):
     leader = [n for n, s in bed.status(CP1).items() if s["leader"]]
     endpoints = ",".join("https://%s:2379" % bed.address(n) for n in MEMBERS)
-    bed.copy_to(ETCD1, WRITER, "/root/etcd_writer.py")
-    bed.sh(ETCD1, "rm -f /root/writer.stop /root/writer.json; systemd-run --unit=etcd-writer --collect python3 "
-                  "/root/etcd_writer.py --endpoints %s %s --prefix /writer/ --stop-file /root/writer.stop "
-                  "--result /root/writer.json" % (endpoints, CLIENT))
+    bed.copy_to(ETCD1, WRITER, "/var/tmp/etcd_writer.py")
+    bed.sh(ETCD1, "rm -f /var/tmp/writer.stop /var/tmp/writer.json; systemd-run --unit=etcd-writer --collect python3 "
+                  "/var/tmp/etcd_writer.py --endpoints %s %s --prefix /writer/ --stop-file /var/tmp/writer.stop "
+                  "--result /var/tmp/writer.json" % (endpoints, CLIENT))
     time.sleep(3)
     run = bed.playbook("upgrade.yml", inventory, {"kubeforge_etcd_version": NEW, "etcd_backup_controller_dir": BACKUPS})
     time.sleep(3)
-    bed.sh(ETCD1, "touch /root/writer.stop")
+    bed.sh(ETCD1, "touch /var/tmp/writer.stop")
     deadline = time.time() + 60
-    while bed.sh(ETCD1, "test -e /root/writer.json", check=False)[0] != 0:
+    while bed.sh(ETCD1, "test -e /var/tmp/writer.json", check=False)[0] != 0:
         assert time.time() < deadline, "the writer did not stop"
         time.sleep(1)
-    writes = json.loads(bed.read(ETCD1, "/root/writer.json"))
+    writes = json.loads(bed.read(ETCD1, "/var/tmp/writer.json"))
     assert run.rc == 0, run.tail()
     acked = {"/writer/%d" % n for n in writes["acknowledged"]}
     state["acked"] = acked
