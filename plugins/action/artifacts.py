@@ -20,13 +20,13 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files
 from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import (
     user_argument_spec,
     ArtifactError,
@@ -35,6 +35,7 @@ from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import
     parse_published_sha256,
     sha256_file,
     fetch_published_sha256,
+    hashed_chunks,
 )
 from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import (
     VersionsError,
@@ -97,7 +98,7 @@ class ControllerCache:
         info = os.stat(path)
         marker = {"path": os.path.abspath(path), "sha256": sha256, "size": info.st_size,
                   "mtime_ns": info.st_mtime_ns, "ino": info.st_ino}
-        _atomic_write(self._marker_path(path), json.dumps(marker, sort_keys=True) + "\n")
+        files.write_atomic(self._marker_path(path), json.dumps(marker, sort_keys=True) + "\n")
 
     def _lock(self, path):
         lock_dir = os.path.join(self.markers, ".locks")
@@ -128,7 +129,7 @@ class ControllerCache:
             value = fetch_published_sha256(spec["checksum_url"], label(spec), self.timeout, self.retries,
                                            self.validate_certs, CONTROLLER_HINT, "the controller")
         if os.path.abspath(sidecar) != os.path.abspath(spec.get("checksum_path") or ""):
-            _atomic_write(sidecar, value + "\n")
+            files.write_atomic(sidecar, value + "\n")
         return value
 
     def ensure(self, spec, dry_run=False):
@@ -178,41 +179,23 @@ class ControllerCache:
                                        self.timeout, self.retries, self.validate_certs, CONTROLLER_HINT,
                                        "the controller")
             os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            files.replace(tmp, target)
             self._write_marker(target, actual)
             return {"path": target, "sha256": actual, "fetched": True}
 
 
 def _copy_verified(source, directory, expected, what):
     digest = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeforge-", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                digest.update(chunk)
-                out.write(chunk)
+        with open(source, "rb") as src:
+            tmp = files.stage(directory, hashed_chunks(iter(lambda: src.read(1 << 20), b""), digest), suffix=".part")
     except OSError as exc:
-        os.unlink(tmp)
         raise ArtifactError("could not copy %s from %s: %s" % (what, source, exc))
     if digest.hexdigest() != expected:
         os.unlink(tmp)
         raise ArtifactError("sha256 mismatch for %s in %s: expected %s, got %s"
                             % (what, source, expected, digest.hexdigest()))
     return tmp, expected
-
-
-def _atomic_write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".kubeforge-")
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -- offline bundle ---------------------------------------------------------------------------
@@ -272,7 +255,7 @@ def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, v
         if current != text:
             changed = True
             if not check_mode:
-                _atomic_write(path, text)
+                files.write_atomic(path, text)
     if not check_mode:
         os.makedirs(os.path.join(bundle_dir, "images"), exist_ok=True)
     return {

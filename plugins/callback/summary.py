@@ -87,7 +87,6 @@ import atexit
 import datetime
 import json
 import os
-import tempfile
 import threading
 import time
 
@@ -96,6 +95,8 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.playbook.role_include import IncludeRole
 from ansible.playbook.task_include import TaskInclude
 from ansible.plugins.callback import CallbackBase
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files
 
 FORMAT = 1
 SUMMARY_FILE = "kubeforge_summary.json"
@@ -477,19 +478,7 @@ def render(summary, max_changes=40):
 
 def write_json(path, summary):
     """Replace ``path`` with the summary in one step (readers never see half a file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".kubeforge_summary.", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(summary, stream, indent=2, sort_keys=False, default=to_text)
-            stream.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    files.write_atomic(path, json.dumps(summary, indent=2, sort_keys=False, default=to_text) + "\n")
 
 
 class _Progress(threading.Thread):

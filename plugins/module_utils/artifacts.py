@@ -29,18 +29,19 @@ import json
 import os
 import socket
 import tarfile
-import tempfile
 import time
 import urllib.error
 
 from ansible.module_utils import urls
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files
+
 STATE_FILE = "/var/lib/kubeforge/artifacts.json"
 STATE_FORMAT = 1
 CHUNK = 1 << 20
 PUBLISHED_SUM_LIMIT = 4096
-TEMP_PREFIX = ".kubeforge-"
+TEMP_PREFIX = files.TEMP_PREFIX
 MIRROR_HINT = ("set kubeforge_files_mirror to a mirror this host can reach, or "
                "kubeforge_download_mode: controller to fetch once on the controller and push")
 
@@ -122,22 +123,10 @@ def download(url, directory, expected=None, what="artifact", timeout=60, retries
     """
     attempt = 0
     while True:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".part")
         digest = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    response = _open(url, timeout, validate_certs)
-                    with response:
-                        for chunk in iter(lambda: response.read(CHUNK), b""):
-                            digest.update(chunk)
-                            out.write(chunk)
-                except _NETWORK_ERRORS as exc:
-                    raise _Network(exc)
-                out.flush()
-                os.fsync(out.fileno())
+            tmp = files.stage(directory, hashed_chunks(_fetch(url, timeout, validate_certs), digest), suffix=".part")
         except _Network as wrapped:
-            _unlink(tmp)
             exc = wrapped.exc
             if attempt < retries and _retryable(exc):
                 attempt += 1
@@ -146,18 +135,32 @@ def download(url, directory, expected=None, what="artifact", timeout=60, retries
             raise ArtifactError("could not download %s from %s: %s. %s cannot fetch it: %s."
                                 % (what, url, _describe(exc), where.capitalize(), hint))
         except OSError as exc:
-            _unlink(tmp)
             raise ArtifactError("could not write %s to %s: %s" % (what, directory, exc))
-        except BaseException:
-            _unlink(tmp)
-            raise
         actual = digest.hexdigest()
         if expected and actual != expected:
-            _unlink(tmp)
+            files.unlink_quietly(tmp)
             raise ArtifactError("sha256 mismatch for %s downloaded from %s: expected %s, got %s. "
                                 "The download was removed and nothing was installed."
                                 % (what, url, expected, actual))
         return tmp, actual
+
+
+def _fetch(url, timeout, validate_certs):
+    """The body of ``url`` in chunks; a network failure comes out as _Network."""
+    try:
+        response = _open(url, timeout, validate_certs)
+        with response:
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                yield chunk
+    except _NETWORK_ERRORS as exc:
+        raise _Network(exc)
+
+
+def hashed_chunks(chunks, digest):
+    """Pass ``chunks`` through, feeding each to ``digest`` (a hashlib object) on the way."""
+    for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
 
 
 class _Network(Exception):
@@ -193,14 +196,6 @@ def fetch_published_sha256(url, what="artifact", timeout=60, retries=2, validate
                                 % (what, url, _describe(exc), where.capitalize(), hint))
 
 
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise
-
-
 def _normalize_member_name(name):
     while name.startswith("./"):
         name = name[2:]
@@ -234,20 +229,9 @@ def member_directories(spec):
 
 def _copy_to_temp(source_handle, dest, mode):
     """Write a stream to a temporary file beside ``dest``; returns (tmp, sha256)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=TEMP_PREFIX,
-                               suffix="." + os.path.basename(dest))
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: source_handle.read(CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, parse_mode(mode))
-    except BaseException:
-        _unlink(tmp)
-        raise
+    tmp = files.stage(os.path.dirname(dest), hashed_chunks(iter(lambda: source_handle.read(CHUNK), b""), digest),
+                      parse_mode(mode), suffix="." + os.path.basename(dest))
     return tmp, digest.hexdigest()
 
 
@@ -313,7 +297,7 @@ def stage_members(spec, artifact_path, artifact_digest, own_artifact):
     except BaseException:
         for item in staged:
             if item["tmp"] != artifact_path:
-                _unlink(item["tmp"])
+                files.unlink_quietly(item["tmp"])
         raise
 
 
@@ -332,21 +316,7 @@ def load_state(path):
 
 
 def write_state(path, state):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(state, out, indent=2, sort_keys=True)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    files.write_atomic(path, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o644)
 
 
 def installed_files(state):
@@ -505,7 +475,7 @@ class Installer:
             self._commit(todo, obtained, staged, state, results, temps)
         finally:
             for tmp in temps:
-                _unlink(tmp)
+                files.unlink_quietly(tmp)
 
     def _commit(self, todo, obtained, staged, state, results, temps):
         claimed = {}
@@ -538,7 +508,7 @@ class Installer:
                 for path in sorted(set(previous.get("files") or {}) - set(new_files)):
                     if claimed.get(path, set()) - {component}:
                         continue
-                    _unlink(path)
+                    files.unlink_quietly(path)
                     removed.append(path)
                 entry["files"] = new_files
                 entry["complete"] = True

@@ -15,7 +15,7 @@ import binascii
 import copy
 import traceback
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 from ansible_collections.kubeforge.cluster.plugins.module_utils.yaml_emit import dump
 
 try:
@@ -114,7 +114,7 @@ def _cert_summary(pem, where):
     return {k: info[k] for k in ('subject', 'not_after', 'fingerprint')}
 
 
-def summary(doc, read=pki.read_file):
+def summary(doc, read=files.read_file):
     """What the diff shows: server, cluster, user, context and the client certificate. Never the key."""
     if not isinstance(doc, dict):
         return {}
@@ -135,7 +135,7 @@ def summary(doc, read=pki.read_file):
         where = user['client-certificate']
         try:
             cert_pem = read(where)
-        except pki.PKIError:
+        except files.FileError:
             cert_pem = None
     out = {
         'server': cluster.get('server'),
@@ -158,7 +158,7 @@ def _named(items, name, field):
 
 
 def _read_required(path, what):
-    data = pki.read_file(path)
+    data = files.read_file(path)
     if data is None:
         raise MissingInputError('%s %s does not exist' % (what, path))
     return data
@@ -166,7 +166,7 @@ def _read_required(path, what):
 
 def plan_kubeconfig(dest, cluster_name, server, ca_cert_path, user_name, client_cert_path, client_key_path,
                     context_name=None, embed_client=True, check_mode=False):
-    """Decide whether ``dest`` must be (re)written. Returns a pki.Plan; never writes.
+    """Decide whether ``dest`` must be (re)written. Returns a files.Plan; never writes.
 
     In check mode, a CA certificate or client credential that does not exist yet (an earlier task
     would have created it) makes the plan "would change" instead of an error.
@@ -180,9 +180,9 @@ def plan_kubeconfig(dest, cluster_name, server, ca_cert_path, user_name, client_
     except MissingInputError as exc:
         if not check_mode:
             raise
-        plan = pki.Plan()
+        plan = files.Plan()
         plan.reasons.append('%s (yet); the kubeconfig would be written once it does' % exc)
-        existing = pki.read_file(dest)
+        existing = files.read_file(dest)
         try:
             plan.before = summary(yaml.safe_load(existing)) if existing is not None else {}
         except yaml.YAMLError:
@@ -213,9 +213,9 @@ def _plan(dest, cluster_name, server, ca_cert_path, user_name, client_cert_path,
                                   % (client_key_path, client_cert_path))
     wanted = build(cluster_name, server, ca_pem, user_name, context_name, cert_pem, key_pem,
                    client_cert_path, client_key_path)
-    plan = pki.Plan()
+    plan = files.Plan()
     plan.after = summary(wanted)
-    existing_raw = pki.read_file(dest)
+    existing_raw = files.read_file(dest)
     existing = None
     if existing_raw is None:
         plan.reasons.append('no kubeconfig at %s' % dest)

@@ -16,8 +16,10 @@ import datetime
 import hashlib
 import ipaddress
 import os
-import tempfile
 import traceback
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files
+from ansible_collections.kubeforge.cluster.plugins.module_utils.files import FileError
 
 try:
     from cryptography import x509
@@ -38,10 +40,9 @@ DEFAULT_CA_DAYS = 3650
 DEFAULT_RENEW_BEFORE_DAYS = 30
 # Certificates start a little in the past so that hosts whose clocks lag slightly accept them.
 BACKDATE = datetime.timedelta(minutes=5)
-SECRET_MODE = 0o600
 
 
-class PKIError(Exception):
+class PKIError(FileError):
     """A key, certificate or request that cannot be used, with the reason and the file."""
 
 
@@ -150,22 +151,6 @@ def certificate_pem(cert):
 def _first_line(exc):
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
-
-
-def read_file(path):
-    """The bytes of ``path``, or None when it does not exist or is empty.
-
-    An empty file counts as absent: it is what an interrupted first write leaves behind.
-    """
-    try:
-        with open(path, 'rb') as handle:
-            return handle.read() or None
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise PKIError('%s is a directory, not a file' % path)
-    except OSError as exc:
-        raise PKIError('cannot read %s: %s' % (path, exc.strerror or exc))
 
 
 # --------------------------------------------------------------------------- requests
@@ -524,10 +509,10 @@ class CA:
     """A CA certificate and its key, loaded from files and checked against each other."""
 
     def __init__(self, cert_path, key_path):
-        cert_data = read_file(cert_path)
+        cert_data = files.read_file(cert_path)
         if cert_data is None:
             raise MissingFileError('CA certificate %s does not exist' % cert_path)
-        key_data = read_file(key_path)
+        key_data = files.read_file(key_path)
         if key_data is None:
             raise MissingFileError('CA key %s does not exist' % key_path)
         self.cert = load_certificate(cert_data, 'CA certificate %s' % cert_path)
@@ -546,38 +531,9 @@ class CA:
 
 # --------------------------------------------------------------------------- plans
 
-class Plan:
-    """The outcome of comparing what is on disk with what was asked.
-
-    ``files`` maps a path to the bytes to write there (empty when nothing changes), ``secret``
-    names the paths that hold private keys (written 0600).
-    """
-
-    def __init__(self):
-        self.files = {}
-        self.secret = set()
-        self.reasons = []
-        self.warnings = []
-        self.needs_renewal = False
-        self.before = None
-        self.after = None
-        self.result = {}
-
-    @property
-    def changed(self):
-        return bool(self.files) or self.result.get('_would_change', False)
-
-    @property
-    def reason(self):
-        return '; '.join(self.reasons)
-
-    def public_result(self):
-        return {k: v for k, v in self.result.items() if not k.startswith('_')}
-
-
 def _load_existing_key(path, what):
     """(key or None, problem text or None). The problem is set for an unreadable/corrupted key."""
-    data = read_file(path)
+    data = files.read_file(path)
     if data is None:
         return None, None
     try:
@@ -590,7 +546,7 @@ def plan_certificate(path, key_path, request, key_type, ca_cert_path=None, ca_ke
                      force=False, check_mode=False, now=None):
     """Decide what the certificate module has to do. Reads files, never writes them."""
     now = now or utcnow()
-    plan = Plan()
+    plan = files.Plan()
     is_ca = request.usage == 'ca'
     if key_type not in KEY_TYPES:
         raise PKIError('unknown key_type %r (expected one of %s)' % (key_type, ', '.join(KEY_TYPES)))
@@ -608,7 +564,7 @@ def plan_certificate(path, key_path, request, key_type, ca_cert_path=None, ca_ke
         # In check mode the CA may be one an earlier task would have created.
         plan.reasons = ['%s (yet); the certificate would be issued once it does' % exc]
         plan.needs_renewal = True
-        cert_data = read_file(path)
+        cert_data = files.read_file(path)
         if cert_data is not None:
             try:
                 plan.before = describe(load_certificate(cert_data))
@@ -635,7 +591,7 @@ def plan_certificate(path, key_path, request, key_type, ca_cert_path=None, ca_ke
 
     # The certificate.
     cert = None
-    cert_data = read_file(path)
+    cert_data = files.read_file(path)
     cert_reasons = []
     if cert_data is None:
         cert_reasons.append('no certificate at %s' % path)
@@ -719,7 +675,7 @@ def plan_private_key(path, key_type, cert_path=None, check_mode=False):
     """Decide what the private_key module has to do; returns (plan, key or None)."""
     if key_type not in KEY_TYPES:
         raise PKIError('unknown key_type %r (expected one of %s)' % (key_type, ', '.join(KEY_TYPES)))
-    plan = Plan()
+    plan = files.Plan()
     key, problem = _load_existing_key(path, 'private key')
     if key is None:
         plan.reasons.append(('%s; generating a new key' % problem) if problem else 'no private key at %s' % path)
@@ -736,7 +692,7 @@ def plan_private_key(path, key_type, cert_path=None, check_mode=False):
     plan.result['public_key'] = public_key_pem(key).decode('ascii') if key is not None else None
     plan.result['key_type'] = key_type
     if cert_path:
-        cert_data = read_file(cert_path)
+        cert_data = files.read_file(cert_path)
         certificate = None
         matches = False
         if cert_data is not None:
@@ -758,8 +714,8 @@ def plan_keypair(path, public_path, key_type, check_mode=False):
         raise PKIError('unknown key_type %r (expected one of %s)' % (key_type, ', '.join(KEY_TYPES)))
     if os.path.abspath(path) == os.path.abspath(public_path):
         raise PKIError('path and public_path are the same file (%s)' % path)
-    plan = Plan()
-    data = read_file(path)
+    plan = files.Plan()
+    data = files.read_file(path)
     key = None
     if data is not None:
         # Regenerating a service-account key invalidates every token it signed: a damaged key is an
@@ -781,7 +737,7 @@ def plan_keypair(path, public_path, key_type, check_mode=False):
         plan.result.update(public_key=None, fingerprint=None, key_type=key_type)
         return plan
     public = public_key_pem(key)
-    current = read_file(public_path)
+    current = files.read_file(public_path)
     current_key = None
     if current is not None:
         try:
@@ -911,58 +867,3 @@ def issue_batch(ca, entries, check_mode=False, now=None):
                          not_after=iso8601(not_after(cert)))
         certificates[item.id] = entry
     return certificates, unchanged, []
-
-
-# --------------------------------------------------------------------------- writing
-
-def write_file(module, path, content, secret=False, mode=None):
-    """Write ``content`` (bytes) to ``path`` atomically through ``module.atomic_move``.
-
-    A secret is created 0600 from the first byte: the destination is created empty with that
-    mode before the move, so no other process can ever read it.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    if secret or mode is not None:
-        wanted = SECRET_MODE if secret else mode
-        try:
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, wanted)
-        except FileExistsError:
-            pass
-        else:
-            os.close(handle)
-        if secret:
-            os.chmod(path, SECRET_MODE)
-    handle, tmp = tempfile.mkstemp(prefix='.kubeforge-', dir=directory)
-    try:
-        with os.fdopen(handle, 'wb') as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        module.atomic_move(tmp, path, unsafe_writes=module.params.get('unsafe_writes', False))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def apply_plan(module, plan, attribute_paths=(), secret_paths=()):
-    """Write the plan's files (not in check mode) and apply the common file arguments.
-
-    ``attribute_paths`` get owner/group/mode/... from the module parameters; ``secret_paths`` get
-    owner/group but always mode 0600. Returns whether anything changed (or would change).
-    """
-    changed = plan.changed
-    if not module.check_mode:
-        for path in sorted(plan.files, key=lambda p: (p not in plan.secret, p)):
-            write_file(module, path, plan.files[path], secret=path in plan.secret)
-    for path in attribute_paths:
-        if os.path.exists(path):
-            file_args = module.load_file_common_arguments(module.params, path=path)
-            changed = module.set_fs_attributes_if_different(file_args, changed)
-    for path in secret_paths:
-        if os.path.exists(path):
-            file_args = module.load_file_common_arguments(module.params, path=path)
-            file_args['mode'] = '0600'
-            changed = module.set_fs_attributes_if_different(file_args, changed)
-    return changed

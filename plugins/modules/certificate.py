@@ -191,7 +191,7 @@ sans:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 
 
 def main():
@@ -234,12 +234,12 @@ def main():
             ca_cert_path=params['ca_cert_path'], ca_key_path=params['ca_key_path'],
             force=params['force'], check_mode=module.check_mode,
         )
-    except pki.PKIError as exc:
+    except files.FileError as exc:
         module.fail_json(msg=str(exc))
 
     for warning in plan.warnings:
         module.warn(warning)
-    changed = pki.apply_plan(module, plan, attribute_paths=[params['path']], secret_paths=[params['key_path']])
+    changed = files.apply_plan(module, plan, attribute_paths=[params['path']], secret_paths=[params['key_path']])
     result = plan.public_result()
     result.update(changed=changed, reason=plan.reason, needs_renewal=plan.needs_renewal)
     if module._diff:

@@ -158,7 +158,7 @@ unchanged:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 
 REQUEST_OPTIONS = dict(
     id=dict(type='str', required=True),
@@ -195,7 +195,7 @@ def main():
         # Check mode on a fresh cluster: the CA is created by an earlier task that did not run.
         ca = None
         reason = '%s (yet); it would be issued once it does' % exc
-    except pki.PKIError as exc:
+    except files.FileError as exc:
         module.fail_json(msg=str(exc))
     if ca is None:
         certificates, unchanged, errors = pki.plan_batch_without_ca(params['requests'], reason)

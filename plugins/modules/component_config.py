@@ -211,7 +211,7 @@ kind:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import component_config, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import component_config, files
 
 
 def main():
@@ -251,16 +251,16 @@ def main():
 
     dest = params['dest']
     try:
-        current = pki.read_file(dest)
-    except pki.PKIError as exc:
+        current = files.read_file(dest)
+    except files.FileError as exc:
         module.fail_json(msg=str(exc))
     content = prepared.content.encode('utf-8')
-    plan = pki.Plan()
+    plan = files.Plan()
     if current != content:
         plan.files[dest] = content
         if secret:
             plan.secret.add(dest)
-    changed = pki.apply_plan(module, plan, attribute_paths=[dest])
+    changed = files.apply_plan(module, plan, attribute_paths=[dest])
     result = dict(changed=changed, dest=dest, checksum=prepared.checksum, kind=kind)
     if module._diff:
         before = current.decode('utf-8', errors='replace') if current is not None else ''

@@ -97,25 +97,12 @@ notes:
   sample: ["sysctl vm.overcommit_memory: host-wide, left to the machine running this container (is 0, wanted 1)"]
 """
 
-import os
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import host_facts
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, host_facts
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kernel_settings as ks
 
 HEADER = ["Managed by kubeforge.cluster (os role): Kubernetes node kernel settings."]
-
-
-def write_file(module, path, content):
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeforge-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
-    os.chmod(tmp, 0o644)
-    module.atomic_move(tmp, path)
 
 
 def main():
@@ -143,7 +130,7 @@ def main():
         plan.swap((lambda: module.run_command(["swapoff", "-a"])) if apply else None)
         if apply:
             for path, (_before, after) in plan.files.items():
-                write_file(module, path, after)
+                files.write_file(module, path, after.encode("utf-8"), mode=0o644)
     except (ks.KernelError, OSError) as exc:
         module.fail_json(msg=str(exc), **plan.result)
 

@@ -84,7 +84,7 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 
 
 def main():
@@ -105,11 +105,11 @@ def main():
     try:
         plan = pki.plan_keypair(params['path'], params['public_path'], params['key_type'],
                                 check_mode=module.check_mode)
-    except pki.PKIError as exc:
+    except files.FileError as exc:
         module.fail_json(msg=str(exc))
     for warning in plan.warnings:
         module.warn(warning)
-    changed = pki.apply_plan(module, plan, attribute_paths=[params['public_path']], secret_paths=[params['path']])
+    changed = files.apply_plan(module, plan, attribute_paths=[params['public_path']], secret_paths=[params['path']])
     result = plan.public_result()
     result.update(changed=changed, reason=plan.reason)
     module.exit_json(**result)

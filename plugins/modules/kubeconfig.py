@@ -196,7 +196,7 @@ reason:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import kubeconfig, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, kubeconfig, pki
 
 
 ENTRY_KEYS = ('dest', 'cluster_name', 'server', 'user_name', 'client_cert_path', 'client_key_path', 'embed_client',
@@ -215,7 +215,7 @@ def _plan(module, entry):
 
 
 def _apply(module, plan, entry):
-    changed = pki.apply_plan(module, plan, attribute_paths=[entry['dest']])
+    changed = files.apply_plan(module, plan, attribute_paths=[entry['dest']])
     result = plan.public_result()
     result.update(changed=changed, dest=entry['dest'], reason=plan.reason)
     return result
@@ -269,19 +269,10 @@ def main():
             result['diff'] = {'before': plan.before, 'after': plan.after,
                               'before_header': params['dest'], 'after_header': params['dest']}
         module.exit_json(**result)
-    dests = [entry['dest'] for entry in params['kubeconfigs']]
-    twice = sorted({d for d in dests if dests.count(d) > 1})
-    if twice:
-        module.fail_json(msg='kubeconfigs: each dest may appear once; repeated: %s' % ', '.join(twice))
-    # every file is planned before any is written: an error leaves all of them as they were
-    plans, errors = [], []
-    for entry in params['kubeconfigs']:
-        plan, error = _plan(module, entry)
-        plans.append(plan)
-        if error:
-            errors.append(error)
-    if errors:
-        module.fail_json(msg='; '.join(errors))
+    try:
+        plans = files.plan_all('kubeconfigs', 'dest', params['kubeconfigs'], lambda entry: _plan(module, entry))
+    except files.FileError as exc:
+        module.fail_json(msg=str(exc))
     results, before, after = [], {}, {}
     for entry, plan in zip(params['kubeconfigs'], plans):
         result = _apply(module, plan, entry)

@@ -140,14 +140,14 @@ certificate_matches_key:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 
 
 def _plan(module, path, cert_path):
     try:
         plan, _key = pki.plan_private_key(path, module.params['key_type'], cert_path=cert_path,
                                           check_mode=module.check_mode)
-    except pki.PKIError as exc:
+    except files.FileError as exc:
         return None, str(exc)
     return plan, None
 
@@ -155,7 +155,7 @@ def _plan(module, path, cert_path):
 def _apply(module, plan, path):
     for warning in plan.warnings:
         module.warn(warning)
-    changed = pki.apply_plan(module, plan, secret_paths=[path])
+    changed = files.apply_plan(module, plan, secret_paths=[path])
     result = plan.public_result()
     result.update(changed=changed, reason=plan.reason)
     return result
@@ -185,19 +185,11 @@ def main():
         if error:
             module.fail_json(msg=error)
         module.exit_json(**_apply(module, plan, params['path']))
-    paths = [entry['path'] for entry in params['keys']]
-    twice = sorted({p for p in paths if paths.count(p) > 1})
-    if twice:
-        module.fail_json(msg='keys: each path may appear once; repeated: %s' % ', '.join(twice))
-    # every key is planned before any is written: an error leaves all of them as they were
-    plans, errors = [], []
-    for entry in params['keys']:
-        plan, error = _plan(module, entry['path'], entry['cert_path'])
-        plans.append(plan)
-        if error:
-            errors.append(error)
-    if errors:
-        module.fail_json(msg='; '.join(errors))
+    try:
+        plans = files.plan_all('keys', 'path', params['keys'],
+                               lambda entry: _plan(module, entry['path'], entry['cert_path']))
+    except files.FileError as exc:
+        module.fail_json(msg=str(exc))
     results = []
     for entry, plan in zip(params['keys'], plans):
         result = _apply(module, plan, entry['path'])

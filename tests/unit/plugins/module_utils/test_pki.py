@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -35,7 +35,7 @@ class FakeWriter:
 
 def write_plan(plan):
     for path, content in plan.files.items():
-        pki.write_file(FakeWriter, path, content, secret=path in plan.secret)
+        files.write_file(FakeWriter, path, content, secret=path in plan.secret)
 
 
 def make_ca(directory, name='kubernetes-ca', key_type='ecdsa-p256'):
