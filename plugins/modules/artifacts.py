@@ -34,8 +34,9 @@ description:
     O(kubernetes_versions) for O(architectures) into that directory, laid out as a mirror, and
     writes C(manifest.json) and C(SHA256SUMS) there (see C(playbooks/offline_bundle.yml)).
   - Modes come from the versions table; files are owned by the user the module runs as (root).
-author:
-  - kubeforge.cluster contributors (@kubeforge)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full

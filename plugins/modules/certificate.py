@@ -95,6 +95,8 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
     support: full
@@ -102,19 +104,12 @@ attributes:
   diff_mode:
     support: full
     details: Shows parsed fields (subject, SANs, usages, issuer, not_after, serial), never key material.
-  platform:
-    platforms: posix
-  safe_file_operations:
-    description: Writes files through a temporary file and an atomic move, keeping owner, group and mode.
-    support: full
 notes:
   - O(mode) applies to the certificate only; the key is always C(0600).
   - Missing parent directories are created with mode C(0755).
 seealso:
   - module: kubeforge.cluster.private_key
   - module: kubeforge.cluster.certificate_batch
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

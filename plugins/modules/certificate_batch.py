@@ -81,19 +81,14 @@ options:
         default: 30
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
     details: Returns the reasons, with C(certificate=null), and issues nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
 seealso:
   - module: kubeforge.cluster.private_key
   - module: kubeforge.cluster.certificate
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

@@ -97,6 +97,8 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
     support: full
@@ -105,19 +107,12 @@ attributes:
     details: >-
       Shows the text before and after. For EncryptionConfiguration every C(secret) value is replaced by a
       short one-way marker, and secrets are never returned.
-  platform:
-    platforms: posix
-  safe_file_operations:
-    description: Writes files through a temporary file and an atomic move, keeping owner, group and mode.
-    support: full
 notes:
   - O(mode) defaults to C(0600) for EncryptionConfiguration and C(0644) otherwise.
   - Secrets of an EncryptionConfiguration are masked in everything the module returns; still set
     C(no_log) on such tasks, because the task's own arguments are shown by callbacks.
 seealso:
   - module: kubeforge.cluster.kubeconfig
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

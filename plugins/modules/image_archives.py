@@ -54,16 +54,11 @@ options:
     default: /var/lib/kubeforge/images
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
     details: Reports which archives would be imported; downloads and imports nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

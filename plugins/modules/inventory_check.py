@@ -30,16 +30,11 @@ options:
     type: dict
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
     details: Reads only.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

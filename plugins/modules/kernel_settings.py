@@ -51,6 +51,7 @@ options:
     type: bool
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
@@ -58,10 +59,6 @@ attributes:
   diff_mode:
     support: full
     details: Shows the files that would change and the running sysctl values that would be set.
-  platform:
-    platforms: posix
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

@@ -35,21 +35,14 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
     support: full
     details: Reports what would be written; when the key does not exist yet, returns no public key.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  safe_file_operations:
-    description: Writes files through a temporary file and an atomic move, keeping owner, group and mode.
-    support: full
 notes:
   - O(mode) applies to the public key only; the private key is always C(0600).
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

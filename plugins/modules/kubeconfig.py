@@ -103,6 +103,8 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
     support: full
@@ -111,18 +113,11 @@ attributes:
     details: >-
       Shows server, cluster, user, context and the client certificate's subject, not_after and
       fingerprint; never the key.
-  platform:
-    platforms: posix
-  safe_file_operations:
-    description: Writes files through a temporary file and an atomic move, keeping owner, group and mode.
-    support: full
 requirements:
   - PyYAML (python3-yaml) on the host
   - cryptography 36.0 or newer on the host
 seealso:
   - module: kubeforge.cluster.certificate
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

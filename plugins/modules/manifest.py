@@ -149,6 +149,7 @@ options:
     default: 120
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
@@ -165,8 +166,6 @@ attributes:
       and C(stringData) (and a C(kubectl.kubernetes.io/last-applied-configuration) annotation on a Secret)
       are replaced by a marker, C(<hidden: hmac-sha256 0123456789abcdef>), that differs when the value
       differs; its key is random per run, so markers cannot be compared across runs or against guesses.
-  platform:
-    platforms: posix
 requirements:
   - PyYAML on the target, to read the kubeconfig.
 notes:
@@ -179,8 +178,6 @@ seealso:
   - name: Server-side apply
     description: How the API server merges applied configuration and tracks field ownership.
     link: https://kubernetes.io/docs/reference/using-api/server-side-apply/
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

@@ -79,16 +79,11 @@ options:
     default: 120
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
     details: Dry runs only; the result says what would be created or changed.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

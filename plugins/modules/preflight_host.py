@@ -43,16 +43,11 @@ options:
     type: path
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
 attributes:
   check_mode:
     support: full
     details: Reads only; behaves the same in check mode.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""

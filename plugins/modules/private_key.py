@@ -55,24 +55,17 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
+  - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
     support: full
     details: When the key is absent, reports changed and returns no public key.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  safe_file_operations:
-    description: Writes files through a temporary file and an atomic move, keeping owner, group and mode.
-    support: full
 notes:
   - The key file is always C(0600); O(mode) is ignored for it. O(owner) and O(group) apply.
 seealso:
   - module: kubeforge.cluster.certificate_batch
   - module: kubeforge.cluster.certificate
-author:
-  - kubeforge.cluster contributors (@kubeforge)
 """
 
 EXAMPLES = r"""
