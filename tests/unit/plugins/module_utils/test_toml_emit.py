@@ -105,3 +105,16 @@ def test_random_documents_round_trip():
         data = {word(): value(0) for _unused in range(rng.randint(0, 4))}
         back, text = round_trip(data)
         assert back == data, text
+
+
+def test_order_kept_where_it_means_something():
+    # containerd tries the hosts of a hosts.toml in the order written
+    data = {'server': 'https://registry-1.docker.io',
+            'host': {'https://z.example': {'capabilities': ['pull'], 'ca': '/z.crt'},
+                     'https://a.example': {'capabilities': ['pull', 'resolve']}}}
+    text = toml_emit.dumps(data, header='Registry docker.io', sort_keys=False)
+    assert text == ('# Registry docker.io\n\nserver = "https://registry-1.docker.io"\n\n'
+                    '[host."https://z.example"]\ncapabilities = ["pull"]\nca = "/z.crt"\n\n'
+                    '[host."https://a.example"]\ncapabilities = ["pull", "resolve"]\n')
+    assert list(tomllib.loads(text)['host']) == ['https://z.example', 'https://a.example']
+    assert list(tomllib.loads(toml_emit.dumps(data))['host']) == ['https://a.example', 'https://z.example']
