@@ -9,6 +9,14 @@ version of a YAML library, so a file written twice from the same data is byte-fo
 Strings are written plain only when every YAML 1.1 and 1.2 reader (PyYAML, Go's yaml packages)
 reads them back as the same string; otherwise they are double-quoted, or written as a literal
 block when they span several lines.
+
+Why not PyYAML, which the os role installs on every node (and kubeconfig.py reads with): what we
+write is read by Go programs (kubelet, kube-proxy, the control plane), and PyYAML decides quoting
+by YAML 1.1 alone. ``yaml.safe_dump({'mode': '0o755', 'e': '1e3'})`` writes both strings plain,
+and a YAML 1.2 or Go reader takes them back as the numbers 493 and 1000.0. PyYAML also folds long
+strings at 80 columns, and its output has changed between releases (5.x on older distributions,
+6.x here): hosts with different versions would rewrite each other's files on every run, and a
+rewritten config restarts its service. Reading is not affected, so reading stays with PyYAML.
 """
 
 from __future__ import annotations
