@@ -426,7 +426,7 @@ def _check_etcd(groups, settings, report):
 
 
 def normalize_table(table):
-    """The parts of the download role's versions table (roles/download/vars/versions.yml) that the
+    """The parts of the versions table (versions.yml at the top of the collection) that the
     checks read, in the shape ``check_inventory`` takes."""
     if not isinstance(table, dict) or "__download_components" not in table:
         return table if isinstance(table, dict) else {}

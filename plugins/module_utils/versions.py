@@ -1,6 +1,6 @@
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""The versions table (roles/download/vars/versions.yml) and everything derived from it.
+"""The versions table (versions.yml at the top of the collection) and everything derived from it.
 
 Controller-side: reads the table with PyYAML, picks the version of each component, resolves its
 checksum (user override, then pinned, then the upstream-published ``<url>.sha256``) and rewrites
@@ -15,7 +15,7 @@ import re
 from urllib.parse import urlsplit
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TABLE_PATH = os.path.join(COLLECTION_ROOT, "roles", "download", "vars", "versions.yml")
+TABLE_PATH = os.path.join(COLLECTION_ROOT, "versions.yml")
 
 PREFIX = "__download_"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

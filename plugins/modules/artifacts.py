@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Installs the release artifacts of the components asked for, in one task per host. The
     versions, URLs, archive members, destinations and sha256 sums come from the collection's
-    versions table (C(roles/download/vars/versions.yml)); the action plugin resolves them on the
+    versions table (C(versions.yml)); the action plugin resolves them on the
     controller and the module installs them on the host.
   - Every download is verified against its sha256 before anything is installed. For
     kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy the table pins no
@@ -137,7 +137,7 @@ options:
     elements: str
   table:
     description:
-      - Path of a versions table with the structure of C(roles/download/vars/versions.yml), used
+      - Path of a versions table with the structure of C(versions.yml), used
         instead of the collection's (for a site that maintains its own list of releases).
     type: path
   resolved:

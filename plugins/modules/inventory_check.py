@@ -23,7 +23,7 @@ description:
   - Returns every cluster-wide setting with its default applied.
 options:
   table_file:
-    description: The versions table (the download role's C(vars/versions.yml)).
+    description: The versions table (C(versions.yml) at the top of the collection).
     type: path
   table:
     description: The versions table as data, instead of I(table_file).
@@ -40,7 +40,7 @@ attributes:
 EXAMPLES = r"""
 - name: Check the inventory (controller only)
   kubeforge.cluster.inventory_check:
-    table_file: "{{ role_path }}/../download/vars/versions.yml"
+    table_file: "{{ role_path }}/../../versions.yml"
   run_once: true
   register: inventory
 """

@@ -31,7 +31,7 @@ import time
 from .common import TestbedError, atomic_write, locked, log, read_json, state_path
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VERSIONS_TABLE = os.path.join(REPO_ROOT, "roles", "download", "vars", "versions.yml")
+VERSIONS_TABLE = os.path.join(REPO_ROOT, "versions.yml")
 GO = os.environ.get("KUBEFORGE_GO") or shutil.which("go") or "/usr/local/go/bin/go"
 # Bumped when a recipe's meaning changes in a way its text does not show: everything rebuilds.
 RECIPE_VERSION = "1"

@@ -1,6 +1,6 @@
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""roles/download/vars/versions.yml: structure, agreement with the upstream facts, regeneration."""
+"""versions.yml (the versions table): structure, agreement with the upstream facts, regeneration."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-TABLE = os.path.join(ROOT, "roles", "download", "vars", "versions.yml")
+TABLE = os.path.join(ROOT, "versions.yml")
 SCRIPT = os.path.join(ROOT, "hack", "update-versions")
 UPSTREAM = os.path.join(ROOT, "tests", "data", "upstream")
 CHECKSUMS = os.path.join(UPSTREAM, "release-checksums.yml")
