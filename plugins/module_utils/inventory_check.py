@@ -2,7 +2,8 @@
 # Apache License 2.0 (see LICENSE)
 """Inventory validation: every input error at once, before any host is contacted.
 
-Pure Python (standard library only). The ``inventory_check`` action plugin collects the
+Pure Python (standard library; PyYAML on the controller to read the settings' documented
+defaults). The ``inventory_check`` action plugin collects the
 inventory (groups, each host's variables) and calls :func:`check_inventory`; unit tests call it
 directly with plain dicts.
 """
@@ -11,46 +12,94 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import component_check, network
 
 CLUSTER_GROUPS = ("kube_control_plane", "kube_node", "etcd", "k8s_cluster")
-CONTAINER_RUNTIMES = ("containerd",)
-NETWORK_PLUGINS = ("bridge", "none")
-DOWNLOAD_MODES = ("host", "controller")
 
-# name: (default, kind, description). A default of None is resolved from the versions table
-# (component versions) or stays empty. The sample inventory documents the same names and
-# defaults (a unit test keeps them in step).
-SETTINGS = {
-    "kubeforge_cluster_name": ("kubeforge", "name", "cluster name in kubeconfigs and certificates"),
-    "kubeforge_kubernetes_version": (None, "version", "Kubernetes release (X.Y.Z)"),
-    "kubeforge_pod_cidr": ("10.233.64.0/18", "cidr", "range pod addresses come from"),
-    "kubeforge_service_cidr": ("10.233.0.0/18", "cidr", "range of service ClusterIPs"),
-    "kubeforge_node_cidr_mask": (24, "int", "prefix length of each node's share of the pod range"),
-    "kubeforge_cluster_domain": ("cluster.local", "domain", "DNS domain of the cluster"),
-    "kubeforge_api_endpoint": ("", "endpoint", "external host:port of the API, or empty"),
-    "kubeforge_apiserver_port": (6443, "port", "port kube-apiserver listens on"),
-    "kubeforge_container_runtime": ("containerd", "choice", "container runtime"),
-    "kubeforge_network_plugin": ("bridge", "choice", "pod network plugin"),
-    "kubeforge_files_mirror": ("", "mirror", "mirror URL or controller directory for all downloads"),
-    "kubeforge_download_mode": ("host", "choice", "who downloads: each host, or the controller once"),
-    "kubeforge_download_cache_dir": ("~/.cache/kubeforge/downloads", "path", "controller cache"),
-    "kubeforge_download_checksums": ({}, "dict", "sha256 overrides {component: {version: {arch: sha256}}}"),
-    "kubeforge_etcd_version": (None, "version", "etcd release"),
-    "kubeforge_containerd_version": (None, "version", "containerd release"),
-    "kubeforge_runc_version": (None, "version", "runc release"),
-    "kubeforge_cni_plugins_version": (None, "version", "CNI plugins release"),
-    "kubeforge_crictl_version": (None, "version", "crictl release"),
-    "kubeforge_etcd_allow_even_members": (False, "bool", "accept an even number of etcd members"),
+# The cluster-wide settings are documented, with their defaults, types and choices, in one place:
+# the ``settings`` entry point of roles/preflight/meta/argument_specs.yml (``ansible-doc -t role
+# kubeforge.cluster.preflight``). Here is only how each one is checked. A setting without a default
+# there is resolved from the versions table (component versions) or stays empty.
+SETTING_KINDS = {
+    "kubeforge_cluster_name": "name",
+    "kubeforge_kubernetes_version": "version",
+    "kubeforge_pod_cidr": "cidr",
+    "kubeforge_service_cidr": "cidr",
+    "kubeforge_node_cidr_mask": "int",
+    "kubeforge_cluster_domain": "domain",
+    "kubeforge_api_endpoint": "endpoint",
+    "kubeforge_apiserver_port": "port",
+    "kubeforge_container_runtime": "choice",
+    "kubeforge_network_plugin": "choice",
+    "kubeforge_files_mirror": "mirror",
+    "kubeforge_download_mode": "choice",
+    "kubeforge_download_cache_dir": "path",
+    "kubeforge_download_checksums": "dict",
+    "kubeforge_etcd_version": "version",
+    "kubeforge_containerd_version": "version",
+    "kubeforge_runc_version": "version",
+    "kubeforge_cni_plugins_version": "version",
+    "kubeforge_crictl_version": "version",
+    "kubeforge_etcd_allow_even_members": "bool",
 }
 
-CHOICES = {
-    "kubeforge_container_runtime": CONTAINER_RUNTIMES,
-    "kubeforge_network_plugin": NETWORK_PLUGINS,
-    "kubeforge_download_mode": DOWNLOAD_MODES,
-}
+SETTINGS_SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             "roles", "preflight", "meta", "argument_specs.yml")
+
+
+def load_settings(path=SETTINGS_SPEC):
+    """``(settings, choices)`` from the argument spec: name -> (default, kind, description), and
+    name -> accepted values for the settings that have choices."""
+    import yaml  # only the controller calls this, and ansible-core brings PyYAML there
+
+    with open(path, encoding="utf-8") as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["settings"]["options"]
+    if set(options) != set(SETTING_KINDS):
+        raise ValueError("%s and inventory_check.SETTING_KINDS name different settings: %s" % (
+            path, ", ".join(sorted(set(options) ^ set(SETTING_KINDS)))))
+    settings, choices = {}, {}
+    for name, kind in SETTING_KINDS.items():
+        option = options[name]
+        description = option["description"]
+        if isinstance(description, list):
+            description = " ".join(description)
+        settings[name] = (option.get("default"), kind, description)
+        if option.get("choices"):
+            choices[name] = tuple(option["choices"])
+    return settings, choices
+
+
+class _FromSpec(Mapping):
+    """A read-only mapping filled from the argument spec on first use."""
+
+    _loaded = None
+
+    def __init__(self, part):
+        self._part = part
+
+    def _data(self):
+        if _FromSpec._loaded is None:
+            _FromSpec._loaded = load_settings()
+        return _FromSpec._loaded[self._part]
+
+    def __getitem__(self, name):
+        return self._data()[name]
+
+    def __iter__(self):
+        return iter(self._data())
+
+    def __len__(self):
+        return len(self._data())
+
+
+# name: (default, kind, description), in the order of SETTING_KINDS
+SETTINGS = _FromSpec(0)
+# name: accepted values, for the settings of kind "choice"
+CHOICES = _FromSpec(1)
 
 # settings whose default comes from the versions table, and the table's component name
 VERSION_COMPONENTS = {
