@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
+
 MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
 # the keys of an etcd_member result (module_utils.etcd_member.PROBE_KEYS)
 PROBE_KEYS = ("initialized", "data_dir_empty", "ca", "binary", "service", "user", "directories", "files",
@@ -50,11 +52,10 @@ def read_probe(result):
     not run, and ``failed_when: false`` hid that): unreachable, as the plan cannot tell more about
     such a host. Of an answer only the probe's keys are kept (not Ansible's own, e.g. ``invocation``).
     """
-    if not result or result.get("skipped"):
-        return None, False
-    if result.get("unreachable") or result.get("failed") or "initialized" not in result:
-        return None, True
-    return {k: result[k] for k in PROBE_KEYS if k in result}, False
+    answer, unreachable = read_answer(result, "initialized")
+    if answer is None:
+        return None, unreachable
+    return {k: answer[k] for k in PROBE_KEYS if k in answer}, False
 
 
 def read_probes(hosts, results):

@@ -6,14 +6,19 @@ Pure Python, used on the controller by the ``pki`` filters; unit tests call it w
 check it against Kubernetes' PKI requirements table (the page "PKI certificates and requirements":
 names, paths, CN, O and usages are those of kubeadm, so operators' tools keep working).
 
-Three functions:
+The catalogue has two parts, one per CA family, in the same form (see ``_spec``):
 
-* :func:`ca_plan` picks the control plane that holds (or will create) the CAs and the
-  service-account key pair, lists the control planes that lack them, and refuses control planes
-  that hold different CAs;
-* :func:`host_certificates` lists the certificates of one host;
-* :func:`batch_requests` turns every host's list and its keys into the requests of one
-  ``certificate_batch`` call per CA.
+* :func:`host_certificates`: the cluster CAs' certificates of one host (API server, front proxy,
+  kubeconfig clients, kubelet), issued by the pki role;
+* :func:`etcd_certificates`: the etcd CA's (server, peer, healthcheck-client on etcd members,
+  apiserver-etcd-client on control planes), issued by the etcd role, whose plan decides which
+  member holds that CA and in which order members restart.
+
+Both flows turn every host's list and its keys into the requests of one ``certificate_batch``
+call per CA with :func:`batch_requests`. :func:`ca_plan` picks the control plane that holds (or
+will create) the cluster CAs and the service-account key pair, lists the control planes that lack
+them, and refuses control planes that hold different CAs. What a probe of another host
+registered is read by ``probe.read_answer``, the same rule for both flows.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
 
 PKI_DIR = "/etc/kubernetes/pki"
 KUBECONFIG_DIR = "/etc/kubernetes"
@@ -37,8 +43,19 @@ CA_FILES = (
     {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None},
 )
 CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"))
-# the CAs that sign leaf certificates: batch_requests groups its requests by these names (the spec's "ca")
+# the cluster CAs that sign leaf certificates: batch_requests groups its requests by these names (the
+# spec's "ca"), and by "etcd" for the etcd CA's certificates
 SIGNERS = ("kubernetes", "front-proxy")
+
+ETCD_PKI_DIR = PKI_DIR + "/etcd"
+# The etcd CA's certificates (CN as in the Kubernetes PKI requirements; no O): name, path below
+# PKI_DIR without the suffix, CN, usage, held by etcd members (else by control planes), file owner.
+ETCD_CERTIFICATES = (
+    ("server", "etcd/server", "kube-etcd", "server+client", True, "etcd"),
+    ("peer", "etcd/peer", "kube-etcd-peer", "server+client", True, "etcd"),
+    ("healthcheck-client", "etcd/healthcheck-client", "kube-etcd-healthcheck-client", "client", True, "root"),
+    ("apiserver-etcd-client", "apiserver-etcd-client", "kube-apiserver-etcd-client", "client", False, "root"),
+)
 
 # kubeadm gives admin.conf this group and binds it to cluster-admin; super-admin.conf alone is in
 # system:masters, which no RBAC rule can restrict (a break-glass credential, on the first control
@@ -165,6 +182,34 @@ def host_certificates(host, address, control_planes, nodes, settings):
     return specs
 
 
+def etcd_sans(host, member_name, address, extra_sans=()):
+    """(dns, ips) of a member's server and peer certificates: its names, its address, loopback."""
+    names = [host, member_name, "localhost", address, "127.0.0.1", "::1"]
+    # -e etcd_cert_extra_sans=a,b arrives as one string
+    names += extra_sans.split(",") if isinstance(extra_sans, str) else list(extra_sans or ())
+    dns, ips = _split_sans(names)
+    return _unique(dns), _unique(ips)
+
+
+def etcd_certificates(host, is_member, is_control_plane, member_name=None, address=None, extra_sans=()):
+    """The etcd CA's certificates ``host`` holds, in a stable order.
+
+    Each entry has the fields of the cluster catalogue plus ``path`` (below PKI_DIR, no suffix)
+    and ``owner`` (etcd for the files the etcd server reads).
+    """
+    dns, ips = etcd_sans(host, member_name or host, address or host, extra_sans) if is_member else ([], [])
+    specs = []
+    for name, path, common_name, usage, member, owner in ETCD_CERTIFICATES:
+        if not (is_member if member else is_control_plane):
+            continue
+        base = "%s/%s" % (PKI_DIR, path)
+        entry = _spec(name, "etcd", base + ".key", base + ".crt", common_name, usage,
+                      dns=dns if usage != "client" else (), ips=ips if usage != "client" else ())
+        entry.update(path=path, owner=owner)
+        specs.append(entry)
+    return specs
+
+
 def read_found(by_host):
     """{host: {file: checksum or None}} and the hosts that could not be asked.
 
@@ -173,13 +218,13 @@ def read_found(by_host):
     """
     found, unreachable = {}, []
     for host, reg in by_host.items():
-        if not reg or reg.get("skipped"):
-            continue
-        if reg.get("unreachable") or "files" not in reg:
+        answer, lost = read_answer(reg, "files")
+        if lost:
             unreachable.append(host)
+        if answer is None:
             continue
         entry = dict.fromkeys(CA_FILE_NAMES)
-        for item in reg.get("files") or []:
+        for item in answer.get("files") or []:
             name = str(item.get("path", "")).rsplit("/", 1)[-1]
             if name in entry:
                 entry[name] = item.get("checksum") or "present"
@@ -244,5 +289,5 @@ def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days
             if spec["usage"] != "client":
                 request["dns_names"] = spec["dns_names"]
                 request["ip_addresses"] = spec["ip_addresses"]
-            out[spec["ca"]].append(request)
+            out.setdefault(spec["ca"], []).append(request)
     return out

@@ -634,3 +634,29 @@ def test_batch_requests_without_keys():
     out = pki_catalog.batch_requests(catalogue, {'w1': key_results(catalogue['w1'], 'w1'), 'cp1': None}, 365, 30)
     assert [r['id'] for r in out['kubernetes']] == ['w1/kubelet-client', 'w1/kubelet', 'w1/kube-proxy']
     assert out['front-proxy'] == []
+
+
+def test_etcd_certificates_are_entries_of_the_one_catalogue():
+    member = pki_catalog.etcd_certificates('etcd1', True, False, 'etcd-a', '192.0.2.11', ['etcd.example', '198.51.100.7'])
+    assert [c['name'] for c in member] == ['server', 'peer', 'healthcheck-client']
+    server = member[0]
+    assert server['ca'] == 'etcd' and server['common_name'] == 'kube-etcd' and server['usage'] == 'server+client'
+    assert server['cert_path'] == '/etc/kubernetes/pki/etcd/server.crt' and server['owner'] == 'etcd'
+    assert server['dns_names'] == ['etcd1', 'etcd-a', 'localhost', 'etcd.example']
+    assert server['ip_addresses'] == ['192.0.2.11', '127.0.0.1', '::1', '198.51.100.7']
+    assert member[2]['dns_names'] == [] and member[2]['owner'] == 'root'
+    both = pki_catalog.etcd_certificates('cp1', True, True, 'cp1', '192.0.2.1')
+    assert [c['name'] for c in both][-1] == 'apiserver-etcd-client'
+    outside = pki_catalog.etcd_certificates('cp2', False, True)
+    assert [(c['name'], c['key_path']) for c in outside] == [
+        ('apiserver-etcd-client', '/etc/kubernetes/pki/apiserver-etcd-client.key')]
+    requests = pki_catalog.batch_requests({'etcd1': member}, {'etcd1': {'server': {'public_key': 'PEM'}}}, 365, 30)
+    assert [r['id'] for r in requests['etcd']] == ['etcd1/server']
+    assert requests['etcd'][0]['dns_names'] == server['dns_names']
+
+
+def test_etcd_entries_match_the_kubernetes_pki_table():
+    with open(PKI_TABLE, encoding='utf-8') as handle:
+        text = handle.read()
+    for _name, _path, common_name, _usage, _member, _owner in pki_catalog.ETCD_CERTIFICATES:
+        assert common_name in text

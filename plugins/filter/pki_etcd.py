@@ -1,0 +1,54 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""Filters of the etcd role's certificates: thin wrappers over module_utils/pki_catalog.py, the
+catalogue the pki role's filters (pki.py) read too.
+
+Each filter is documented in the YAML file of the same name next to this one.
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
+
+
+def pki_etcd_certificates(host, etcd_hosts, control_planes, info, extra_sans=()):
+    """The etcd CA's certificates ``host`` holds (``info``: the etcd role's view of each member)."""
+    try:
+        member = dict(info).get(host) or {}
+        return pki_catalog.etcd_certificates(host, host in etcd_hosts, host in control_planes,
+                                             member.get("member_name"), member.get("address"), extra_sans)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError("pki_etcd_certificates: %s: %s" % (host, exc))
+
+
+def pki_etcd_requests(hostvars, members, keys_var, outside_keys, etcd_hosts, control_planes, info, extra_sans,
+                      validity_days, renew_before_days):
+    """The etcd CA's certificate_batch requests: the members' (each registered its key task, looped
+    over its certificates, in ``keys_var``) and those of the control planes outside the etcd group
+    (``outside_keys``: one looped task over those hosts, for their apiserver-etcd-client key)."""
+    specs, keys = {}, {}
+    for host in members:
+        host_sans = hostvars[host].get("etcd_cert_extra_sans", extra_sans)
+        specs[host] = pki_etcd_certificates(host, etcd_hosts, control_planes, info, host_sans)
+        results = (hostvars[host].get(keys_var) or {}).get("results") or []
+        keys[host] = {r["item"]["name"]: r for r in results if isinstance(r.get("item"), dict)}
+    for result in (outside_keys or {}).get("results") or []:
+        host = result.get("item")
+        if host is None:
+            continue
+        specs[host] = [s for s in pki_etcd_certificates(host, etcd_hosts, control_planes, info)
+                       if s["name"] == "apiserver-etcd-client"]
+        keys[host] = {"apiserver-etcd-client": result}
+    return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days).get("etcd", [])
+
+
+class FilterModule:
+    """kubeforge.cluster etcd PKI filters."""
+
+    def filters(self):
+        return {
+            "pki_etcd_certificates": pki_etcd_certificates,
+            "pki_etcd_requests": pki_etcd_requests,
+        }

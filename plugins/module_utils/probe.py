@@ -1,0 +1,26 @@
+# Copyright: kubeforge.cluster contributors
+# Apache License 2.0 (see LICENSE)
+"""How a plan reads what a probe of another host registered: one rule for every plan.
+
+The roles ask the hosts outside a run (by delegation, with ``ignore_unreachable``,
+``failed_when: false`` and ``ignore_errors``, so that one lost host does not stop the play before
+the plan can name it) what they hold: the CA files, an etcd member's state. The plan then sees
+three cases, and treats them the same everywhere:
+
+* skipped or absent: the host was not asked (nothing is known, nothing is wrong);
+* unreachable, failed, or without the answer's key (the module did not run, and
+  ``failed_when: false`` hid that): the host could not be asked, and the plan says so;
+* otherwise: the answer.
+"""
+
+from __future__ import annotations
+
+
+def read_answer(result, key):
+    """``(answer, unreachable)`` from one host's registered ``result``; ``key`` is a field every
+    real answer has. ``answer`` is the result itself, or None when there is none."""
+    if not result or result.get("skipped"):
+        return None, False
+    if result.get("unreachable") or result.get("failed") or key not in result:
+        return None, True
+    return result, False
