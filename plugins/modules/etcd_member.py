@@ -84,7 +84,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads only, so check mode changes nothing about what it does (a I(wait) waits too).
+    details: >-
+      Reads as in a real run. A I(wait) is not waited for in check mode: nothing was started or
+      restarted for it, so the task reports itself skipped (with C(msg) saying so) instead of failing.
 """
 
 EXAMPLES = r"""
@@ -346,6 +348,9 @@ def main():
     settings = dict(data_dir=params["data_dir"], pki_dir=params["pki_dir"], endpoint=params["endpoint"],
                     bin_dir=params["bin_dir"], unit=params["unit"], inputs=params["inputs"], user=params["user"],
                     directories=params["directories"], files=params["files"])
+    if params["wait"] > 0 and module.check_mode:
+        module.exit_json(changed=False, skipped=True,
+                         msg="check mode: not waiting for %s, nothing was started or restarted" % params["endpoint"])
     if params["wait"] > 0:
         result, problems = etcd_member.wait(run, params["wait"], params["want_version"], **settings)
         if problems:
