@@ -4,7 +4,8 @@
 
 A module lists C(kubeforge.cluster.attributes) after C(ansible.builtin.action_common_attributes)
 and states only what differs (its check-mode and diff details); modules that write files on the
-host also list C(kubeforge.cluster.attributes.files) after C(ansible.builtin.files).
+host also list C(kubeforge.cluster.attributes.files) after C(ansible.builtin.files), and modules that need
+a Python library on the host list C(kubeforge.cluster.attributes.libraries).
 """
 
 from __future__ import annotations
@@ -36,3 +37,14 @@ attributes:
         owner, group and mode; a reader never sees half a file.
     support: full
 """
+
+    # modules that need Python libraries the os role installs on the hosts
+    LIBRARIES = r"""
+attributes: {}
+notes:
+  - In check mode on a host that lacks a Python library the module needs (a first install, before the
+    os role installed it), the module reports C(changed=true) and names the library in C(msg) and
+    C(missing_libraries) instead of failing, so a plan of a first install succeeds. A real run fails
+    naming the library.
+"""
+

@@ -96,6 +96,7 @@ extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.libraries
   - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
@@ -184,9 +185,9 @@ sans:
   sample: ["DNS:cp1", "DNS:kubernetes", "IP:10.233.0.1"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki, requirements
 
 
 def main():
@@ -210,8 +211,7 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not pki.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
+    requirements.require(module, ('cryptography', pki.HAS_CRYPTOGRAPHY, pki.CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params
     try:
         request = pki.Request(

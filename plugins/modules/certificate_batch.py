@@ -82,6 +82,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.libraries
 attributes:
   check_mode:
     support: full
@@ -151,9 +152,9 @@ unchanged:
   sample: ["node2", "node3"]
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki, requirements
 
 REQUEST_OPTIONS = dict(
     id=dict(type='str', required=True),
@@ -178,8 +179,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if not pki.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
+    requirements.require(module, ('cryptography', pki.HAS_CRYPTOGRAPHY, pki.CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params
     reason = None
     try:

@@ -36,6 +36,7 @@ extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.libraries
   - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
@@ -75,9 +76,9 @@ reason:
   sample: "no private key at /etc/kubernetes/pki/sa.key"
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, pki, requirements
 
 
 def main():
@@ -90,8 +91,7 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not pki.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
+    requirements.require(module, ('cryptography', pki.HAS_CRYPTOGRAPHY, pki.CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params
     if params['mode'] is None:
         params['mode'] = '0644'

@@ -104,6 +104,7 @@ extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
+  - kubeforge.cluster.attributes.libraries
   - kubeforge.cluster.attributes.files
 attributes:
   check_mode:
@@ -189,9 +190,9 @@ reason:
   sample: "server differs: 'https://192.0.2.10:6443' -> 'https://192.0.2.20:6443'"
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import files, kubeconfig, pki
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, kubeconfig, pki, requirements
 
 
 ENTRY_KEYS = ('dest', 'cluster_name', 'server', 'user_name', 'client_cert_path', 'client_key_path', 'embed_client',
@@ -247,10 +248,8 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if not kubeconfig.HAS_YAML:
-        module.fail_json(msg=missing_required_lib('PyYAML (python3-yaml)'), exception=kubeconfig.YAML_IMPORT_ERROR)
-    if not pki.HAS_CRYPTOGRAPHY:
-        module.fail_json(msg=missing_required_lib('cryptography'), exception=pki.CRYPTOGRAPHY_IMPORT_ERROR)
+    requirements.require(module, ('PyYAML (python3-yaml)', kubeconfig.HAS_YAML, kubeconfig.YAML_IMPORT_ERROR),
+                         ('cryptography', pki.HAS_CRYPTOGRAPHY, pki.CRYPTOGRAPHY_IMPORT_ERROR))
     params = module.params
     if params['mode'] is None:
         params['mode'] = '0600'

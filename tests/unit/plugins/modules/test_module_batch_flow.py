@@ -372,3 +372,15 @@ def test_check_mode_on_a_fresh_cluster_before_the_ca_exists(tmp_path):
     assert not os.path.exists(str(tmp_path / 'cp'))
     real = run_module(certificate_batch, dict(ca_cert_path=ca['path'], ca_key_path=ca['key_path'], requests=[]))
     assert real['failed'] is True
+
+
+def test_check_mode_on_a_host_without_cryptography_yet(tmp_path):
+    # a first install's plan reaches the PKI modules before the os role installed the library
+    from unittest import mock
+    args = {'keys': [{'path': str(tmp_path / 'a.key')}]}
+    with mock.patch.object(pki, 'HAS_CRYPTOGRAPHY', False):
+        planned = run_module(private_key, args, check_mode=True)
+        real = run_module(private_key, args)
+    assert planned['changed'] is True and planned['missing_libraries'] == ['cryptography']
+    assert 'failed' not in planned and not os.path.exists(str(tmp_path / 'a.key'))
+    assert real['failed'] is True and 'cryptography' in real['msg']
