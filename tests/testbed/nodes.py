@@ -97,11 +97,13 @@ def assign_addresses(names, existing_containers):
     table = read_json(addresses_path(), default=None) or {}
     # Forget nodes that no longer exist (removed by hand, or by a run that did not finish).
     table = {name: address for name, address in table.items() if name in existing_containers or name in names}
-    taken = set(table.values()) | {str(gateway)} | in_use_on_network()
+    in_use = in_use_on_network()
+    taken = set(table.values()) | {str(gateway)} | in_use
     pool = static_range(subnet)
     hosts = (str(host) for host in pool.hosts())
     for name in names:
-        if name in table and ipaddress.ip_address(table[name]) in subnet:
+        # the names asked for are nodes to create: their address in use means another container has it
+        if name in table and ipaddress.ip_address(table[name]) in subnet and table[name] not in in_use:
             continue
         for candidate in hosts:
             if candidate not in taken:
@@ -115,9 +117,10 @@ def assign_addresses(names, existing_containers):
 
 
 def in_use_on_network():
-    """Addresses of the running containers on the podman network (those of another state
-    directory's nodes among them)."""
-    proc = pm.podman("ps", "-q", check=False)
+    """Addresses of the containers on the podman network, stopped ones too (podman keeps a fixed
+    address reserved while its container exists), those of another state directory's nodes among
+    them."""
+    proc = pm.podman("ps", "-a", "-q", check=False)
     ids = proc.stdout.split()
     if not ids:
         return set()
