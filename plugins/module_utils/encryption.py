@@ -14,6 +14,8 @@ import base64
 import binascii
 import hashlib
 
+from ansible_collections.kubeforge.cluster.plugins.module_utils import shared_secret
+
 PROVIDERS = ("secretbox", "aescbc", "aesgcm")
 IDENTITY = {"identity": {}}
 
@@ -87,10 +89,8 @@ def held_key(path):
 def fingerprint_conflict(held):
     """From {host: held_key() result or None}: a message naming the hosts of each key when they
     differ, else ''."""
-    distinct = {}
-    for host, key in held.items():
-        if key:
-            distinct.setdefault((key["provider"], key["name"], key["fingerprint"]), []).append(host)
+    distinct = shared_secret.holders({host: (key["provider"], key["name"], key["fingerprint"]) if key else None
+                                      for host, key in held.items()})
     if len(distinct) < 2:
         return ""
     parts = [f"{', '.join(hosts)} {'holds' if len(hosts) == 1 else 'hold'} {provider} key {name} ({fp})"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import network
+from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
 
 PKI_DIR = "/etc/kubernetes/pki"
@@ -243,12 +243,13 @@ def ca_plan(control_planes, play_hosts, found, unreachable=()):
         errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
                       "bring it back or take it out of the inventory" % host)
     for name in CA_FILE_NAMES:
-        holders = {h: found[h][name] for h in control_planes if h in found and found[h].get(name)}
-        if len(set(holders.values())) > 1:
+        groups = shared_secret.holders({h: found[h].get(name) for h in control_planes if h in found})
+        if len(groups) > 1:
+            held = sorted((h, s) for s, hosts in groups.items() for h in hosts)
             errors.append(
                 "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
                 "control plane (a CA is never replaced by this collection) and run again"
-                % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in sorted(holders.items()))))
+                % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in held)))
     holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
     any_file = [h for h in control_planes if any(found.get(h, {}).values())]
     candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)
