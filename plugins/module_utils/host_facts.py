@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import importlib.util
 import json
 import os
 import platform
@@ -270,6 +271,18 @@ def stale_programs(proc="/proc", programs=MANAGED_PROGRAMS):
     return sorted(stale)
 
 
+def python_libraries(names=("apt", "cryptography", "yaml")):
+    """Which of the Python libraries the collection's tasks need are importable here (the os role
+    installs them; a fresh host lacks them, which matters to a check-mode plan)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found[name] = False
+    return found
+
+
 def gather(run_command, root="/"):
     """The ``kubeforge_host`` facts."""
     info = os_info(read_os_release(os.path.join(root, "etc/os-release")))
@@ -290,6 +303,7 @@ def gather(run_command, root="/"):
         "time_sync": time_sync_state(run_command),
         "artifacts": installed_artifacts(os.path.join(root, ARTIFACTS_STATE.lstrip("/"))),
         "stale_programs": stale_programs(),
+        "python_libraries": python_libraries(),
     })
     return info
 

@@ -88,6 +88,7 @@ ansible_facts:
         time_sync: {service: chronyd, synchronized: true}
         artifacts: {containerd: 2.1.9, runc: 1.3.6, etcd: 3.6.9}
         stale_programs: []
+        python_libraries: {apt: true, cryptography: true, yaml: true}
         encryption_key: {provider: secretbox, name: key1, fingerprint: "sha256:8d1a3f0c2b4e6a79"}
 errors:
   description: The problems that make the host unusable.

@@ -140,3 +140,8 @@ def test_evaluate_warns_without_cap_sys_resource():
     assert not errors
     assert warnings == ["no CAP_SYS_RESOURCE (a container with limited capabilities): containerd keeps pods' OOM "
                         "scores at or above its own (restrict_oom_score_adj)"]
+
+
+def test_python_libraries_says_what_a_first_install_still_lacks():
+    found = hf.python_libraries(("json", "kubeforge_no_such_library"))
+    assert found == {"json": True, "kubeforge_no_such_library": False}
