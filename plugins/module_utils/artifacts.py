@@ -150,8 +150,7 @@ def _fetch(url, timeout, validate_certs):
     try:
         response = _open(url, timeout, validate_certs)
         with response:
-            for chunk in iter(lambda: response.read(CHUNK), b""):
-                yield chunk
+            yield from iter(lambda: response.read(CHUNK), b"")
     except _NETWORK_ERRORS as exc:
         raise _Network(exc)
 
