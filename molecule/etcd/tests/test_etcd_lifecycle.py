@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from etcdtest import CLIENT_FILES as CLIENT, WORK, WRITER, Bed, Report, mirror_versions
+from etcdtest import CLIENT_FILES as CLIENT, WORK, WRITER, Bed, Report, mirror_versions, version_key
 
 CLUSTER = "mol-etcd"
 LAYOUT = "1:cp+etcd@bookworm,1:cp+etcd@trixie,1:etcd@bookworm"
@@ -37,6 +37,7 @@ VERSIONS = mirror_versions("etcd")
 # release of the next minor (the mirror also holds a newer minor, built from Go modules)
 OLD = VERSIONS[0]
 NEW = [v for v in VERSIONS if v.split(".")[:2] == ["3", str(int(OLD.split(".")[1]) + 1)]][-1]
+OLDER = [v for v in VERSIONS if version_key(v) < version_key(NEW)][-1]  # the release just below NEW
 SKIP_TO = "3.6.9"  # in the collection's versions table, two minor versions above the 3.4 start
 BACKUPS = os.path.join(WORK, "etcd-backups")
 
@@ -258,7 +259,7 @@ def test_install_after_upgrade_changes_nothing(inventory):
 
 
 def test_install_refuses_to_change_the_version(inventory):
-    run = bed.playbook("scale.yml", inventory, {"kubeforge_etcd_version": VERSIONS[-2]})
+    run = bed.playbook("scale.yml", inventory, {"kubeforge_etcd_version": OLDER})
     assert run.rc != 0
     assert "does not change the version of running members" in run.text
     assert "etcd_allow_downgrade=true" in run.text
@@ -266,7 +267,7 @@ def test_install_refuses_to_change_the_version(inventory):
 
 
 def test_downgrade_refused(inventory):
-    older = VERSIONS[-2]
+    older = OLDER
     run = bed.playbook("upgrade.yml", inventory, {"kubeforge_etcd_version": older})
     report.step("downgrade %s -> %s refused" % (NEW, older), run.seconds, rc=run.rc)
     assert run.rc != 0
