@@ -139,7 +139,8 @@ def test_cri_answers(host, wanted, cri_call):
     reply = json.loads(host.check_output(cri_call + " version"))
     assert reply["runtime_name"] == "containerd"
     assert reply["runtime_api_version"] == "v1"
-    assert reply["runtime_version"].startswith(wanted["containerd"])
+    # release builds say v2.3.4, Debian's packages 1.7.24~ds1-...
+    assert reply["runtime_version"].lstrip("v").startswith(wanted["containerd"]), reply
 
 
 def test_a_container_runs(host, busybox):
