@@ -124,10 +124,9 @@ def plan(held):
                                      for host, (provider, name, secret) in keys.items()})
     if conflict:
         return {"holders": list(keys), "key": None, "conflict": conflict}
-    distinct = {found: None for found in keys.values()}
     if not keys:
         return {"holders": [], "key": None, "conflict": ""}
-    (provider, name, secret), = distinct
+    provider, name, secret = next(iter(keys.values()))  # without a conflict, every holder's is the same
     return {"holders": list(keys), "key": {"provider": provider, "name": name, "secret": secret}, "conflict": ""}
 
 
