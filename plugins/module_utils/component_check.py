@@ -17,6 +17,7 @@ import re
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import component_config, flags
 from ansible_collections.kubeforge.cluster.plugins.module_utils.component_config import did_you_mean
+from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import minor_of
 from ansible_collections.kubeforge.cluster.plugins.module_utils.schemas.kubernetes_programs import PROGRAMS, RELEASES
 
 # variable -> program whose flags it holds
@@ -56,11 +57,6 @@ ADMISSION_CONFLICTS = {
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
 ROLE_VARIABLE_PREFIXES = ("control_plane_", "node_", "pki_apiserver_")
 _DNS_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-
-
-def minor_of(version):
-    parts = str(version or "").lstrip("v").split(".")
-    return ".".join(parts[:2]) if len(parts) >= 2 else None
 
 
 def programs(version):

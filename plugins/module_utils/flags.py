@@ -10,6 +10,7 @@ data into ``schemas/component_flags.py`` (hack/gen-schemas).
 from __future__ import annotations
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils.component_config import suggestions
+from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import minor_of
 from ansible_collections.kubeforge.cluster.plugins.module_utils.schemas.component_flags import FLAGS
 from ansible_collections.kubeforge.cluster.plugins.module_utils.schemas.kubernetes_programs import PROGRAMS
 
@@ -40,13 +41,13 @@ def known_flags(component, version=None):
     if component != 'etcd':
         # The flags the program of the target minor prints in its --help, where read
         # (hack/gen-program-facts); the documented list otherwise.
-        minor = '.'.join(str(version).lstrip('v').split('.')[:2]) if version else None
+        minor = minor_of(version)
         if minor in PROGRAMS:
             return set(PROGRAMS[minor]['flags'][component])
         return set(FLAGS[component])
     if version is None:
         return set(FLAGS['etcd-3.5']) | set(FLAGS['etcd-3.6'])
-    minor = '.'.join(str(version).lstrip('v').split('.')[:2])
+    minor = minor_of(version)
     if minor not in ETCD_VERSIONS:
         raise FlagError(['etcd version %s is not supported (known: %s)' % (version, ', '.join(ETCD_VERSIONS))])
     return set(FLAGS['etcd-' + minor])

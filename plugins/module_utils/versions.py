@@ -36,7 +36,8 @@ def version_key(version):
 
 
 def minor_of(version):
-    return ".".join(str(version).split(".")[:2])
+    """``'1.36'`` of ``'1.36.4'`` (or of ``'v1.36.4'``)."""
+    return ".".join(str(version or "").lstrip("v").split(".")[:2])
 
 
 def normalize_sha256(value, what):
