@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import component_check, network
+from ansible_collections.kubeforge.cluster.plugins.module_utils import addon_check, component_check, network
 
 CLUSTER_GROUPS = ("kube_control_plane", "kube_node", "etcd", "k8s_cluster")
 
@@ -45,6 +45,7 @@ SETTING_KINDS = {
     "kubeforge_cni_plugins_version": "version",
     "kubeforge_crictl_version": "version",
     "kubeforge_etcd_allow_even_members": "bool",
+    "kubeforge_images": "images",  # checked by addon_check against images.yml
 }
 
 SETTINGS_SPEC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -252,6 +253,7 @@ def check_inventory(groups, hosts, table=None, overrides_arch="amd64"):
     _check_networks(settings, groups, hosts, cluster_hosts, report)
     _check_etcd(groups, settings, report)
     component_check.check_components({h: hosts.get(h, {}) for h in cluster_hosts}, settings, report)
+    addon_check.check({h: hosts.get(h, {}) for h in cluster_hosts}, settings, report)
     return report.errors, report.warnings, settings
 
 
