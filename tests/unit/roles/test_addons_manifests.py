@@ -1,0 +1,141 @@
+"""The addons role's objects, rendered by Ansible from the role's own templates and variables, and
+validated against the Kubernetes OpenAPI schemas of every supported minor (kubernetes-validate,
+strict: an unknown field is an error), offline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROLE = os.path.join(ROOT, "roles", "addons")
+with open(os.path.join(ROOT, "versions.yml"), encoding="utf-8") as _handle:
+    MINORS = yaml.safe_load(_handle)["__download_supported_kubernetes_minors"]
+with open(os.path.join(ROOT, "images.yml"), encoding="utf-8") as _handle:
+    IMAGES = yaml.safe_load(_handle)["images"]
+
+BASE = {"kubeforge_service_cidr": "10.233.0.0/18", "kubeforge_cluster_domain": "cluster.local",
+        "kubeforge_network_plugin": "bridge", "kubeforge_images": {}}
+CASES = {
+    "defaults": {},
+    "changed": {"addons_dns_upstreams": ["192.0.2.53", "[2001:db8::53]:53"], "addons_coredns_replicas": 3,
+                "addons_local_path_default_class": False, "addons_local_path_dir": "/srv/volumes",
+                "kubeforge_cluster_domain": "example.internal", "kubeforge_service_cidr": "10.96.0.0/12",
+                "kubeforge_images": {"coredns": {"name": "registry.example.com/coredns/coredns", "tag": "v1.14.2"},
+                                     "metrics_server": {"tag": "v0.8.1"}}},
+    "only_coredns": {"addons_metrics_server_enabled": False, "addons_local_path_enabled": False},
+}
+
+
+def render(overrides, out):
+    """What the role would apply: its variables as Ansible resolves them, from the role directory
+    (where its template lookups look), written as JSON to ``out``."""
+    extra = dict(BASE, role_path=ROLE, render_out=str(out), **overrides)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_LOCALHOST_WARNING="false")
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
+               "-m", "ansible.builtin.copy",
+               "-a", "dest={{ render_out }} content={{ {'definitions': __addons_definitions, "
+                     "'enabled': __addons_enabled, 'disabled': __addons_disabled} | to_json }}",
+               "-e", "@" + os.path.join(ROLE, "defaults", "main.yml"),
+               "-e", "@" + os.path.join(ROLE, "vars", "main.yml"),
+               "-e", json.dumps(extra)]
+    proc = subprocess.run(command, cwd=ROLE, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    work = tmp_path_factory.mktemp("addons")
+    return {name: render(overrides, work / f"{name}.json") for name, overrides in CASES.items()}
+
+
+def _by_kind(objects):
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+@pytest.mark.parametrize("minor", MINORS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_object_is_valid_for_every_supported_minor(rendered, case, minor):
+    objects = rendered[case]["definitions"]
+    assert objects
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, f"{minor}.0", strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{case}, Kubernetes {minor}: {obj['kind']} {obj['metadata']['name']}: {exc.message}")
+
+
+def test_every_object_carries_its_addon_label(rendered):
+    objects = rendered["defaults"]["definitions"]
+    addons = {o["metadata"]["labels"]["kubeforge.io/addon"] for o in objects}
+    assert addons == {"coredns", "metrics-server", "local-path"}
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kubeforge" for o in objects)
+
+
+def test_defaults_pin_every_image_by_digest(rendered):
+    images = sorted({c["image"] for o in rendered["defaults"]["definitions"] if o["kind"] == "Deployment"
+                     for c in o["spec"]["template"]["spec"]["containers"]})
+    wanted = sorted(f"{IMAGES[k]['name']}:{IMAGES[k]['tag']}@{IMAGES[k]['digest']}"
+                    for k in ("coredns", "metrics_server", "local_path"))
+    assert images == wanted
+    config = _by_kind(rendered["defaults"]["definitions"])[("ConfigMap", "local-path-config")]
+    helper = IMAGES["local_path_helper"]
+    assert f"image: {helper['name']}:{helper['tag']}@{helper['digest']}" in config["data"]["helperPod.yaml"]
+
+
+def test_coredns_serves_the_dns_address_with_a_disruption_budget(rendered):
+    objects = _by_kind(rendered["defaults"]["definitions"])
+    assert objects[("Service", "kube-dns")]["spec"]["clusterIP"] == "10.233.0.10"
+    assert objects[("Deployment", "coredns")]["spec"]["replicas"] == 2
+    assert objects[("PodDisruptionBudget", "coredns")]["spec"]["minAvailable"] == 1
+    corefile = objects[("ConfigMap", "coredns")]["data"]["Corefile"]
+    assert "kubernetes cluster.local in-addr.arpa ip6.arpa" in corefile
+    assert "forward . /etc/resolv.conf" in corefile
+
+
+def test_settings_reach_the_objects(rendered):
+    objects = _by_kind(rendered["changed"]["definitions"])
+    assert objects[("Service", "kube-dns")]["spec"]["clusterIP"] == "10.96.0.10"
+    assert objects[("Deployment", "coredns")]["spec"]["replicas"] == 3
+    corefile = objects[("ConfigMap", "coredns")]["data"]["Corefile"]
+    assert "forward . 192.0.2.53 [2001:db8::53]:53" in corefile
+    assert "kubernetes example.internal in-addr.arpa" in corefile
+    pod = objects[("Deployment", "coredns")]["spec"]["template"]
+    # a new Corefile rolls the pods, so that no pod keeps the old one
+    defaults = _by_kind(rendered["defaults"]["definitions"])[("Deployment", "coredns")]["spec"]["template"]
+    assert pod["metadata"]["annotations"] != defaults["metadata"]["annotations"]
+    # a name without digest drops the table's digest, which belongs to the table's name
+    assert pod["spec"]["containers"][0]["image"] == "registry.example.com/coredns/coredns:v1.14.2"
+    metrics = objects[("Deployment", "metrics-server")]["spec"]["template"]["spec"]["containers"][0]
+    assert metrics["image"] == f"{IMAGES['metrics_server']['name']}:v0.8.1"
+    storage = objects[("StorageClass", "local-path")]
+    assert storage["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "false"
+    config = json.loads(objects[("ConfigMap", "local-path-config")]["data"]["config.json"])
+    assert config["nodePathMap"][0]["paths"] == ["/srv/volumes"]
+
+
+def test_metrics_server_verifies_the_kubelets(rendered):
+    deployment = _by_kind(rendered["defaults"]["definitions"])[("Deployment", "metrics-server")]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kubelet-certificate-authority=/etc/kubernetes/cluster-ca/ca.crt" in args
+    assert not any(a.startswith("--kubelet-insecure-tls") for a in args)
+
+
+def test_only_the_enabled_addons_are_rendered_and_the_others_removed(rendered):
+    case = rendered["only_coredns"]
+    assert case["enabled"] == ["coredns"] and case["disabled"] == ["metrics-server", "local-path"]
+    assert {o["metadata"]["labels"]["kubeforge.io/addon"] for o in case["definitions"]} == {"coredns"}
+
+
+def test_every_kind_rendered_is_one_the_removal_looks_through(rendered):
+    with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as handle:
+        kinds = {(k["apiVersion"], k["kind"]) for k in yaml.safe_load(handle)["__addons_kinds"]}
+    assert {(o["apiVersion"], o["kind"]) for o in rendered["defaults"]["definitions"]} <= kinds
