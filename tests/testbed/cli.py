@@ -56,7 +56,7 @@ def _cmd_mirror(args):
 
 
 def _go_sets(args):
-    sets = args.go_set or ["cluster"]
+    sets = args.go_set or ["cluster", "addons"]
     return [] if "none" in sets else sets
 
 
@@ -81,13 +81,14 @@ def _cmd_build(args):
 
 def _write_mirror_vars(base_url, extra_path=None):
     """STATE/mirror/vars.yml (and ``extra_path``): an inventory with the mirror's URL and checksums."""
-    from . import manifest, mirror
+    from . import gobuild, manifest, mirror
     from .common import atomic_write, read_json
     from .layout import SUITES
 
     document = read_json(mirror.manifest_path(), default=None) or {}
     text = manifest.render_vars_inventory(
-        manifest.mirror_variables(document.get("artifacts", []), base_url, SUITES))
+        manifest.mirror_variables(document.get("artifacts", []), base_url, SUITES,
+                                  gobuild.load_image_table()))
     for path in filter(None, (os.path.join(mirror.mirror_root(), "vars.yml"), extra_path)):
         atomic_write(path, text)
         log(f"mirror variables: {path}")

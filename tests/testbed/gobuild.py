@@ -129,6 +129,11 @@ def load_versions_table(path=VERSIONS_TABLE):
         raise TestbedError(f"versions table {path}: {exc.strerror}") from exc
 
 
+def load_image_table(path=None):
+    """The collection's image table (images.yml at its root): {image: {name, tag, digest}}."""
+    return (load_versions_table(path or os.path.join(os.path.dirname(VERSIONS_TABLE), "images.yml")) or {})["images"]
+
+
 def pinned_versions(table):
     """{"default": {...}, "previous": {...}}: the component versions of the default Kubernetes
     minor and of the minor before it, as the versions table pairs them."""

@@ -123,7 +123,7 @@ def _version_key(version):
     return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.]", version))
 
 
-def mirror_variables(artifacts, base_url, suites):
+def mirror_variables(artifacts, base_url, suites, image_table=None):
     """Inventory variables for installs from this mirror.
 
     ``kubeforge_download_checksums``: the sha256 of every rebuilt file (they are not upstream's
@@ -167,7 +167,19 @@ def mirror_variables(artifacts, base_url, suites):
         "testbed_images": dict(sorted(images.items())),
         # for container_runtime_image_archives: no registry is reachable from the nodes
         "testbed_image_archives": sorted(archives, key=lambda item: item["url"]),
+        "testbed_kubeforge_images": image_overrides(images, image_table),
     }
+
+
+def image_overrides(images, image_table):
+    """kubeforge_images for installs from this mirror: the digest of each image of the collection's
+    table that the mirror built under the table's name and tag (its bytes are not upstream's)."""
+    out = {}
+    for key, entry in sorted((image_table or {}).items()):
+        digest = images.get(f"{entry['name']}:{entry['tag']}")
+        if digest:
+            out[key] = {"digest": digest}
+    return out
 
 
 def render_vars_inventory(variables):

@@ -476,6 +476,13 @@ def busybox_entries(busybox, applets, libraries, loader):
     return entries
 
 
+def helper_references():
+    """The collection's busybox-based images (local-path-provisioner's helper): Debian's busybox
+    stands in for them under the names and tags of the image table (images.yml)."""
+    table = gobuild.load_image_table()
+    return [f"{entry['name']}:{entry['tag']}" for key, entry in sorted(table.items()) if key == "local_path_helper"]
+
+
 def build_images(apt, versions, previous, pause_tags=()):
     """busybox (Debian's, with its glibc; applets as links) and pause (a static C program written
     here), under every tag in ``pause_tags`` plus ``testbed``. ``versions``: the suite's package
@@ -491,7 +498,8 @@ def build_images(apt, versions, previous, pause_tags=()):
     pause_source = (f"gcc -static pause.c sha256:{hashlib.sha256(PAUSE_SOURCE.encode()).hexdigest()[:16]} "
                     f"(recipe {IMAGE_RECIPE_VERSION})")
     pause_refs = [f"{PAUSE_NAME}:{tag}" for tag in sorted(set(pause_tags) | {"testbed"})]
-    wanted = [(BUSYBOX_IMAGE, busybox_source)] + [(ref, pause_source) for ref in pause_refs]
+    busybox_refs = [BUSYBOX_IMAGE] + helper_references()
+    wanted = [(ref, busybox_source) for ref in busybox_refs] + [(ref, pause_source) for ref in pause_refs]
     if all(_fresh(previous, ref, source) for ref, source in wanted):
         return [_fresh(previous, ref, source) for ref, source in wanted], False
     timer = Timer(prefix="mirror images: ")
@@ -508,11 +516,12 @@ def build_images(apt, versions, previous, pause_tags=()):
                 raise TestbedError("the busybox and libc6 packages hold no busybox or no ld-linux-x86-64.so.2")
             libraries = _needed_libraries(busybox, tree)
             applets = run([busybox, "--list-full"]).stdout.split()
-            record, built = build_image(BUSYBOX_IMAGE, busybox_source,
-                                        [busybox_entries(busybox, applets, libraries, loader)], {"Cmd": ["sh"]},
-                                        previous)
-            records.append(record)
-            changed |= built
+            for reference in busybox_refs:
+                record, built = build_image(reference, busybox_source,
+                                            [busybox_entries(busybox, applets, libraries, loader)], {"Cmd": ["sh"]},
+                                            previous)
+                records.append(record)
+                changed |= built
         with timer.step(f"pause {', '.join(pause_refs)}"):
             source = os.path.join(work, "pause.c")
             with open(source, "w", encoding="ascii") as handle:

@@ -178,3 +178,21 @@ def test_mirror_variables_checksums_versions_substitutes_images():
     assert variables["testbed_substitutes"] == {"etcd": {"pinned": "3.6.9", "built": "3.6.8",
                                                          "reason": "go.etcd.io/etcd/etcdctl/v3@v3.6.9 not served"}}
     assert variables["testbed_images"] == {"registry.k8s.io/pause:3.10.2": "sha256:" + "d" * 64}
+
+
+def test_image_overrides_give_the_mirror_digest_of_each_table_image_it_holds():
+    from testbed.manifest import image_overrides
+
+    table = {"coredns": {"name": "registry.k8s.io/coredns/coredns", "tag": "v1.14.2", "digest": "sha256:" + "0" * 64},
+             "metrics_server": {"name": "registry.k8s.io/metrics-server/metrics-server", "tag": "v0.8.0",
+                                "digest": "sha256:" + "1" * 64}}
+    held = {"registry.k8s.io/coredns/coredns:v1.14.2": "sha256:" + "a" * 64,
+            "registry.k8s.io/coredns/coredns:v1.13.1": "sha256:" + "b" * 64}
+    assert image_overrides(held, table) == {"coredns": {"digest": "sha256:" + "a" * 64}}
+
+
+def test_the_collection_image_table_is_readable_by_the_test_bed():
+    from testbed.gobuild import load_image_table
+
+    table = load_image_table()
+    assert {"coredns", "metrics_server", "local_path", "local_path_helper"} <= set(table)
