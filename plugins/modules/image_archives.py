@@ -14,6 +14,8 @@ description:
     archive holds (C(images), references as pods name them); only when one is missing is the archive
     downloaded (verified by sha256), imported with C(ctr images import), and removed again.
   - A re-run imports nothing. Images already present are never touched, so a node keeps what it runs.
+  - Each image of an archive is also recorded as C(name@digest), as a pull would record it, so that pods
+    naming an image by digest (C(name:tag@digest)) find the imported one.
   - For nodes without a registry (offline installs, the pause image on an air-gapped network) and for
     images a cluster must have before any pull can work.
 options:
@@ -77,6 +79,14 @@ imported:
   type: list
   elements: dict
   sample: [{"url": "https://mirror.example.internal/images/pause-3.10.2.oci.tar", "missing": ["registry.k8s.io/pause:3.10.2"]}]
+digested:
+  description:
+    - Records C(name@digest) made for images of the archives that had only their tag, as a pull would have
+      made them, so that pods naming an image by digest find it.
+  returned: always
+  type: list
+  elements: str
+  sample: ["registry.k8s.io/pause@sha256:402ca82dc8970eff49dfd6ace02e033b9f9cbc423fc774cd74aaf4efb498a973"]
 present:
   description: Images of the archives that containerd already had.
   returned: always
@@ -121,10 +131,7 @@ def main():
     )
     params = module.params
     base = [params['ctr'], '--address', params['address'], '--namespace', params['namespace']]
-    rc, out, err = module.run_command(base + ['images', 'ls', '--quiet'])
-    if rc != 0:
-        module.fail_json(msg='cannot list containerd images: %s' % (err or out).strip())
-    have = set(out.split())
+    have = listed(module, base)
     imported, present = [], []
     for archive in params['archives']:
         missing = [ref for ref in archive['images'] if normalize(ref) not in have]
@@ -151,13 +158,48 @@ def main():
         if rc != 0:
             module.fail_json(msg='ctr images import of %s failed: %s' % (archive['url'], (err or out).strip()),
                              imported=imported[:-1], present=present)
-        rc, out, err = module.run_command(base + ['images', 'ls', '--quiet'])
-        have = set(out.split())
+        have = listed(module, base)
         still = [ref for ref in missing if normalize(ref) not in have]
         if still:
             module.fail_json(msg='%s was imported but does not hold %s' % (archive['url'], ', '.join(still)),
                              imported=imported[:-1], present=present)
-    module.exit_json(changed=bool(imported), imported=imported, present=present)
+    # A pull through the kubelet records an image under its tag and under name@digest; an import
+    # records only the tag. Pods that name an image by digest need the second record too.
+    digested = []
+    for archive in params['archives']:
+        for ref in archive['images']:
+            name = normalize(ref)
+            if '@' in name or name not in have:
+                continue
+            by_digest = '%s@%s' % (repository(name), have[name])
+            if by_digest in have:
+                continue
+            digested.append(by_digest)
+            if not module.check_mode:
+                rc, out, err = module.run_command(base + ['images', 'tag', '--force', name, by_digest])
+                if rc != 0:
+                    module.fail_json(msg='ctr images tag %s %s failed: %s' % (name, by_digest, (err or out).strip()),
+                                     imported=imported, present=present)
+    module.exit_json(changed=bool(imported or digested), imported=imported, present=present, digested=digested)
+
+
+def listed(module, base):
+    """{reference: target digest} of the images containerd holds."""
+    rc, out, err = module.run_command(base + ['images', 'ls'])
+    if rc != 0:
+        module.fail_json(msg='cannot list containerd images: %s' % (err or out).strip())
+    found = {}
+    for line in out.splitlines()[1:]:
+        words = line.split()
+        if len(words) >= 3 and words[2].startswith('sha256:'):
+            found[words[0]] = words[2]
+    return found
+
+
+def repository(name):
+    """``registry.k8s.io/pause:3.10.2`` -> ``registry.k8s.io/pause`` (a port is not a tag)."""
+    last = name.rsplit('/', 1)[-1]
+    return name[:len(name) - len(last)] + last.split(':', 1)[0]
 
 
 if __name__ == '__main__':
