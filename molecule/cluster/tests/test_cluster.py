@@ -234,6 +234,116 @@ def test_logs_come_through_the_api_server(bed, cps, spread):
     report(f"kubectl logs: {len(spread)} pods, e.g. '{log}'")
 
 
+# -- addons ------------------------------------------------------------------------------------------
+
+
+def test_cluster_dns_answers_from_pods_on_every_node(bed, cps, spread):
+    kubernetes_ip = kubectl(bed, cps[0], "get service kubernetes -o jsonpath='{.spec.clusterIP}'")[1].strip()
+
+    def ask(pod, command):
+        rc, out = bed.sh(cps[0], f"{ADMIN} exec {pod} -- {command}", check=False)
+        return out if rc == 0 else ""
+
+    for node, pod in sorted(spread.items()):
+        answer = wait(f"cluster DNS from {node}",
+                      lambda: ask(pod["name"], "timeout 5 nslookup kubernetes.default.svc.cluster.local"), timeout=90)
+        assert kubernetes_ip in answer, answer
+        # the short name, through the pod's search path, then the Service behind it
+        served = wait(f"http://spread/ from {node}", lambda: ask(pod["name"], "timeout 5 wget -q -O - http://spread/"),
+                      timeout=60)
+        assert served.strip() in {p["name"] for p in spread.values()}, served
+    pods = json.loads(kubectl(bed, cps[0], "-n kube-system get pods -l k8s-app=kube-dns -o json")[1])["items"]
+    nodes = sorted(p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running")
+    assert len(nodes) == 2 and len(set(nodes)) == 2, nodes
+    pdb = json.loads(kubectl(bed, cps[0], "-n kube-system get pdb coredns -o json")[1])
+    assert pdb["status"]["disruptionsAllowed"] == 1, pdb["status"]
+    report(f"cluster DNS: kubernetes.default.svc.cluster.local = {kubernetes_ip} and http://spread/ answered from pods "
+           f"on {len(spread)} nodes; CoreDNS pods on {', '.join(nodes)}, PodDisruptionBudget allows "
+           f"{pdb['status']['disruptionsAllowed']} disruption")
+
+
+def test_metrics_server_reads_every_kubelet_verifying_its_certificate(bed, cps, hosts):
+    def nodes_with_metrics():
+        rc, out = kubectl(bed, cps[0], "get --raw /apis/metrics.k8s.io/v1beta1/nodes", check=False)
+        if rc != 0:
+            return None
+        items = json.loads(out)["items"]
+        return items if sorted(i["metadata"]["name"] for i in items) == sorted(hosts) else None
+
+    items = wait("metrics of every node", nodes_with_metrics, timeout=180, interval=5)
+    assert all(i["usage"]["cpu"] and i["usage"]["memory"] for i in items)
+    args = json.loads(kubectl(bed, cps[0], "-n kube-system get deployment metrics-server -o json")[1])[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--kubelet-certificate-authority=/etc/kubernetes/cluster-ca/ca.crt" in args
+    assert not any("insecure" in a for a in args), args
+    log = kubectl(bed, cps[0], "-n kube-system logs deployment/metrics-server")[1]
+    assert "x509" not in log, log[-2000:]
+    sample = items[0]
+    report(f"metrics.k8s.io: {len(items)} nodes, e.g. {sample['metadata']['name']} cpu {sample['usage']['cpu']} "
+           f"memory {sample['usage']['memory']}; kubelet certificates verified with the cluster CA (no insecure flag)")
+
+
+CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "local-claim", "namespace": "default"},
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}}
+
+
+def _writer(token):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "local-writer", "namespace": "default"},
+            "spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                     "containers": [{"name": "w", "image": IMAGE,
+                                     "command": ["sh", "-c", f"echo {token} > /data/token && exec sleep 3600"],
+                                     "securityContext": {"allowPrivilegeEscalation": False,
+                                                         "capabilities": {"drop": ["ALL"]}},
+                                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "local-claim"}}]}}
+
+
+def test_a_claim_of_the_default_class_gets_a_local_volume_and_gives_it_back(bed, cps):
+    token = uuid.uuid4().hex
+    kubectl(bed, cps[0], "delete pod local-writer --ignore-not-found --wait=true", timeout=150)
+    kubectl(bed, cps[0], "delete pvc local-claim --ignore-not-found --wait=true", timeout=150)
+    for document in (CLAIM, _writer(token)):  # no storageClassName: the default class
+        bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(document)}\nEOF")
+    kubectl(bed, cps[0], "wait --for=condition=Ready pod/local-writer --timeout=150s", timeout=170)
+    claim = json.loads(kubectl(bed, cps[0], "get pvc local-claim -o json")[1])
+    assert claim["status"]["phase"] == "Bound" and claim["spec"]["storageClassName"] == "local-path", claim["status"]
+    volume = json.loads(kubectl(bed, cps[0], f"get pv {claim['spec']['volumeName']} -o json")[1])
+    path = volume["spec"]["hostPath"]["path"]
+    node = json.loads(kubectl(bed, cps[0], "get pod local-writer -o json")[1])["spec"]["nodeName"]
+    assert path.startswith("/opt/local-path-provisioner/"), path
+    assert wait("the token on the node", lambda: bed.sh(node, f"cat {path}/token", check=False)[1].strip() == token,
+                timeout=30)
+    kubectl(bed, cps[0], "delete pod local-writer --wait=true", timeout=150)
+    kubectl(bed, cps[0], "delete pvc local-claim --wait=true", timeout=150)
+    wait(f"{path} removed on {node}", lambda: bed.sh(node, f"test -e {path}", check=False)[0] != 0, timeout=120)
+    report(f"local-path: claim bound to {claim['spec']['volumeName']} at {node}:{path}, the pod's token written "
+           f"there; claim deleted, the directory removed")
+
+
+def _addon_objects(bed, cp, addon):
+    kinds = "deployments,services,configmaps,serviceaccounts,clusterroles,clusterrolebindings,storageclasses,namespaces"
+    out = kubectl(bed, cp, f"get {kinds} -A -l kubeforge.io/addon={addon} -o name")[1]
+    return sorted(line for line in out.split() if line)
+
+
+def test_an_addon_turned_off_is_removed_alone_and_comes_back(bed, cps):
+    before = {addon: _addon_objects(bed, cps[0], addon) for addon in ("coredns", "metrics-server", "local-path")}
+    assert all(before.values()), before
+    off = bed.playbook("install.yml", _inventory(bed), extra=dict(_settings(), addons_local_path_enabled=False),
+                       skip_tags=())
+    assert off.rc == 0, off.tail()
+    wait("local-path's objects to be gone", lambda: not _addon_objects(bed, cps[0], "local-path"), timeout=180)
+    for addon in ("coredns", "metrics-server"):
+        assert _addon_objects(bed, cps[0], addon) == before[addon], addon
+    again = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=())
+    assert again.rc == 0, again.tail()
+    assert _addon_objects(bed, cps[0], "local-path") == before["local-path"]
+    kubectl(bed, cps[0], "-n local-path-storage rollout status deployment/local-path-provisioner --timeout=120s",
+            timeout=150)
+    report(f"addons_local_path_enabled=false removed {len(before['local-path'])} objects (only local-path's, "
+           f"in {off.seconds:.0f} s); turned on again, they are back ({again.seconds:.0f} s)")
+
+
 # -- refusals ----------------------------------------------------------------------------------------
 
 
@@ -348,7 +458,8 @@ def _settings():
     versions = mirror_vars()["testbed_versions"]
     return {"kubeforge_kubernetes_version": versions["kubernetes"], "kubeforge_etcd_version": versions["etcd"],
             "kubeforge_containerd_version": versions["containerd"], "kubeforge_runc_version": versions["runc"],
-            "kubeforge_cni_plugins_version": versions["cni_plugins"], "kubeforge_crictl_version": versions["crictl"]}
+            "kubeforge_cni_plugins_version": versions["cni_plugins"], "kubeforge_crictl_version": versions["crictl"],
+            "kubeforge_images": mirror_vars()["testbed_kubeforge_images"]}
 
 
 def _inventory(bed):
