@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import network
+from ansible_collections.kubeforge.cluster.plugins.module_utils import host_facts, network
 
 
 def _call(name, func, *args):
@@ -44,6 +44,17 @@ def node_pod_cidr(pod_cidr, node_mask, index):
     return _call('node_pod_cidr', network.node_pod_cidr, pod_cidr, node_mask, index)
 
 
+def network_switches(configs_by_host, wanted):
+    """``["host: why", ...]`` for the hosts whose CNI configurations (``{host: [names] or None}``,
+    the host facts' ``cni_configs``) show another pod network than ``wanted``."""
+    out = []
+    for host, configs in (configs_by_host or {}).items():
+        why = host_facts.network_switch_error(host_facts.network_in_use(configs or []), wanted)
+        if why:
+            out.append(f"{host} {why}")
+    return out
+
+
 class FilterModule:
     """kubeforge.cluster address filters."""
 
@@ -54,4 +65,5 @@ class FilterModule:
             'cidr_overlaps': cidr_overlaps,
             'cidr_contains': cidr_contains,
             'node_pod_cidr': node_pod_cidr,
+            'network_switches': network_switches,
         }

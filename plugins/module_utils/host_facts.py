@@ -283,6 +283,36 @@ def python_libraries(names=("apt", "cryptography", "yaml")):
     return found
 
 
+CNI_CONFIG_DIR = "/etc/cni/net.d"
+BRIDGE_CONFLIST = "10-kubeforge-bridge.conflist"
+
+
+def cni_configs(root="/"):
+    """Names of the CNI configurations in /etc/cni/net.d (what containerd would load)."""
+    try:
+        names = os.listdir(os.path.join(root, CNI_CONFIG_DIR.lstrip("/")))
+    except OSError:
+        return []
+    return sorted(n for n in names if n.endswith((".conf", ".conflist", ".json")))
+
+
+def network_in_use(configs):
+    """The pod network a host's CNI configurations show: bridge (this collection's), other (one of
+    the user's own) or '' (none yet)."""
+    if BRIDGE_CONFLIST in configs:
+        return "bridge"
+    return "other" if configs else ""
+
+
+def network_switch_error(in_use, wanted):
+    """Why installing ``wanted`` over the network ``in_use`` switches a running network, or ''."""
+    if in_use == "bridge" and wanted != "bridge":
+        return f"runs the bridge pod network, and kubeforge_network_plugin is {wanted}"
+    if in_use == "other" and wanted == "bridge":
+        return "runs a pod network of its own (a CNI configuration in /etc/cni/net.d), and kubeforge_network_plugin is bridge"
+    return ""
+
+
 def gather(run_command, root="/"):
     """The ``kubeforge_host`` facts."""
     info = os_info(read_os_release(os.path.join(root, "etc/os-release")))
@@ -304,6 +334,7 @@ def gather(run_command, root="/"):
         "artifacts": installed_artifacts(os.path.join(root, ARTIFACTS_STATE.lstrip("/"))),
         "stale_programs": stale_programs(),
         "python_libraries": python_libraries(),
+        "cni_configs": cni_configs(root),
     })
     return info
 

@@ -45,6 +45,7 @@ SETTING_KINDS = {
     "kubeforge_cni_plugins_version": "version",
     "kubeforge_crictl_version": "version",
     "kubeforge_etcd_allow_even_members": "bool",
+    "kubeforge_network_switch": "bool",
     "kubeforge_images": "images",  # checked by addon_check against images.yml
 }
 

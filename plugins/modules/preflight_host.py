@@ -89,6 +89,7 @@ ansible_facts:
         artifacts: {containerd: 2.1.9, runc: 1.3.6, etcd: 3.6.9}
         stale_programs: []
         python_libraries: {apt: true, cryptography: true, yaml: true}
+        cni_configs: [10-kubeforge-bridge.conflist]
         encryption_key: {provider: secretbox, name: key1, fingerprint: "sha256:8d1a3f0c2b4e6a79"}
 errors:
   description: The problems that make the host unusable.

@@ -20,7 +20,7 @@ FILTERS = FilterModule().filters()
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'service_ip', 'dns_ip', 'cidr_overlaps', 'cidr_contains', 'node_pod_cidr'}
+    assert set(FILTERS) == {'service_ip', 'dns_ip', 'cidr_overlaps', 'cidr_contains', 'node_pod_cidr', 'network_switches'}
 
 
 def test_values():
@@ -76,3 +76,12 @@ def test_filters_in_a_real_playbook(tmp_path):
     assert values['api'] == '10.233.0.1' and values['dns'] == '10.233.0.10' and values['node'] == '10.233.67.0/24'
     assert values['clash'] in (False, 'False') and values['inside'] in (True, 'True')
     assert values['flags'] == ['--anonymous-auth=false', '--secure-port=6443']
+
+
+def test_network_switches_name_each_host_that_runs_another_network():
+    from ansible_collections.kubeforge.cluster.plugins.filter.network import network_switches
+
+    configs = {"cp1": ["10-kubeforge-bridge.conflist"], "w1": [], "w2": None, "w3": ["10-calico.conflist"]}
+    assert network_switches(configs, "none") == ["cp1 runs the bridge pod network, and kubeforge_network_plugin is none"]
+    assert network_switches(configs, "bridge") == [
+        "w3 runs a pod network of its own (a CNI configuration in /etc/cni/net.d), and kubeforge_network_plugin is bridge"]

@@ -145,3 +145,24 @@ def test_evaluate_warns_without_cap_sys_resource():
 def test_python_libraries_says_what_a_first_install_still_lacks():
     found = hf.python_libraries(("json", "kubeforge_no_such_library"))
     assert found == {"json": True, "kubeforge_no_such_library": False}
+
+
+def test_the_running_pod_network_is_read_from_the_cni_configurations(tmp_path):
+    assert hf.cni_configs(str(tmp_path)) == []
+    directory = tmp_path / "etc" / "cni" / "net.d"
+    directory.mkdir(parents=True)
+    for name in ("10-kubeforge-bridge.conflist", "README", "99-loopback.conf"):
+        (directory / name).write_text("{}")
+    configs = hf.cni_configs(str(tmp_path))
+    assert configs == ["10-kubeforge-bridge.conflist", "99-loopback.conf"]
+    assert hf.network_in_use(configs) == "bridge"
+    assert hf.network_in_use(["10-calico.conflist"]) == "other"
+    assert hf.network_in_use([]) == ""
+
+
+@pytest.mark.parametrize("in_use, wanted, switch", [
+    ("bridge", "bridge", False), ("bridge", "none", True), ("other", "bridge", True), ("other", "none", False),
+    ("", "bridge", False), ("", "none", False),
+])
+def test_only_a_change_of_a_running_network_is_a_switch(in_use, wanted, switch):
+    assert bool(hf.network_switch_error(in_use, wanted)) is switch
