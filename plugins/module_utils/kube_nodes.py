@@ -110,8 +110,12 @@ class Nodes:
             name = entry["name"]
             taints = [parse_taint(t, name) for t in entry.get("taints") or []]
             current = live.get(name)
+            # A range once given stays (the API refuses to change or drop it); without ranges of ours
+            # to hand out (kubeforge_network_plugin: none) the one we gave is still ours to keep.
+            held = ((current or {}).get("spec") or {}).get("podCIDR")
             body = node_body(name, dict(entry.get("labels") or {}),
-                             wanted_taints(taints, ((current or {}).get("spec") or {}).get("taints")), cidrs.get(name))
+                             wanted_taints(taints, ((current or {}).get("spec") or {}).get("taints")),
+                             cidrs.get(name) or held)
             try:
                 planned = self.apply(body, dry_run=True)
                 before, after = view(current), view(planned)

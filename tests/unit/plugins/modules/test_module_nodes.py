@@ -101,6 +101,17 @@ def test_a_pod_range_a_node_holds_is_kept(api, kubeconfig):
     assert result['pod_cidrs']['cp1'] == '10.233.64.0/24'
 
 
+def test_without_ranges_to_hand_out_a_node_keeps_the_one_it_was_given(api, kubeconfig):
+    # kubeforge_network_plugin: none after bridge: no pod_cidr, and the range stays where it is
+    kubelet_registers(api, 'cp1')
+    run_module(nodes, args(kubeconfig))
+    writes = len(api.writes())
+    result = run_module(nodes, args(kubeconfig, pod_cidr=None))
+    assert not result.get('failed'), result
+    assert result['changed'] is False and len(api.writes()) == writes
+    assert api.get('v1', 'Node', 'cp1')['spec']['podCIDR'] == '10.233.64.0/24'
+
+
 def test_system_taints_stay_and_a_dropped_taint_goes(api, kubeconfig):
     kubelet_registers(api, 'w1', taints=[{'key': 'node.kubernetes.io/not-ready', 'effect': 'NoSchedule'}])
     first = [{'name': 'w1', 'labels': {}, 'taints': ['dedicated=db:NoExecute']}]
