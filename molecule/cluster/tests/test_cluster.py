@@ -329,19 +329,36 @@ def _addon_objects(bed, cp, addon):
 def test_an_addon_turned_off_is_removed_alone_and_comes_back(bed, cps):
     before = {addon: _addon_objects(bed, cps[0], addon) for addon in ("coredns", "metrics-server", "local-path")}
     assert all(before.values()), before
+    # the addons alone, as a user changing one would run it (preflight always runs)
     off = bed.playbook("install.yml", _inventory(bed), extra=dict(_settings(), addons_local_path_enabled=False),
-                       skip_tags=())
+                       skip_tags=(), tags=("addons",))
     assert off.rc == 0, off.tail()
     wait("local-path's objects to be gone", lambda: not _addon_objects(bed, cps[0], "local-path"), timeout=180)
     for addon in ("coredns", "metrics-server"):
         assert _addon_objects(bed, cps[0], addon) == before[addon], addon
-    again = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=())
+    again = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=(), tags=("addons",))
     assert again.rc == 0, again.tail()
     assert _addon_objects(bed, cps[0], "local-path") == before["local-path"]
     kubectl(bed, cps[0], "-n local-path-storage rollout status deployment/local-path-provisioner --timeout=120s",
             timeout=150)
     report(f"addons_local_path_enabled=false removed {len(before['local-path'])} objects (only local-path's, "
            f"in {off.seconds:.0f} s); turned on again, they are back ({again.seconds:.0f} s)")
+
+
+def test_switching_the_pod_network_of_the_running_cluster_is_refused_before_any_change(bed, cps, hosts):
+    conflist = "/etc/cni/net.d/10-kubeforge-bridge.conflist"
+    before = {host: bed.sh(host, f"sha256sum {conflist}")[1] for host in hosts}
+    run = bed.playbook("install.yml", _inventory(bed), extra=dict(_settings(), kubeforge_network_plugin="none"),
+                       skip_tags=())
+    assert run.rc != 0
+    output = " ".join(run.output.split())
+    for host in hosts:
+        assert f"{host} runs the bridge pod network, and kubeforge_network_plugin is none" in output, run.tail()
+    assert "set kubeforge_network_switch: true to switch" in output
+    assert run.changed == 0, run.recap
+    assert {host: bed.sh(host, f"sha256sum {conflist}")[1] for host in hosts} == before
+    report(f"kubeforge_network_plugin=none on the running bridge network: refused in {run.seconds:.0f} s, "
+           f"naming all {len(hosts)} hosts; nothing changed")
 
 
 # -- refusals ----------------------------------------------------------------------------------------
@@ -547,3 +564,28 @@ def test_control_planes_holding_different_encryption_keys_are_refused_before_any
     assert "TASK [kubeforge.cluster.os" not in run.output
     report(f"{cps[2]} given another key: install.yml refused in preflight, nothing changed: "
            + re.search(r"control planes hold different encryption keys: [^.]*", output).group(0))
+
+
+# Last: it takes the pod network away and gives it back.
+def test_a_switch_asked_for_removes_the_bridge_network_and_a_switch_back_restores_it(bed, cps, hosts):
+    conflist = "/etc/cni/net.d/10-kubeforge-bridge.conflist"
+    allowed = dict(_settings(), kubeforge_network_switch=True)
+    off = bed.playbook("install.yml", _inventory(bed), extra=dict(allowed, kubeforge_network_plugin="none"),
+                       skip_tags=(), tags=("network",))
+    assert off.rc == 0, off.tail()
+    for host in hosts:
+        left = bed.sh(host, f"ls {conflist} /usr/local/sbin/kubeforge-pod-network 2>/dev/null; "
+                            "ip -4 route show proto 77; iptables -w -t nat -S POSTROUTING | grep kubeforge-pod || true")[1]
+        assert left.strip() == "", (host, left)
+    wait("every node NotReady without a network", lambda: all(
+        c["status"] != "True" for n in json.loads(kubectl(bed, cps[0], "get nodes -o json")[1])["items"]
+        for c in n["status"]["conditions"] if c["type"] == "Ready"), timeout=120, interval=5)
+    back = bed.playbook("install.yml", _inventory(bed), extra=dict(allowed, kubeforge_network_plugin="bridge"),
+                        skip_tags=(), tags=("network",))
+    assert back.rc == 0, back.tail()
+    kubectl(bed, cps[0], "wait --for=condition=Ready nodes --all --timeout=120s", timeout=150)
+    routes = bed.sh(cps[0], "ip -4 route show proto 77 | wc -l")[1].strip()
+    assert int(routes) == len(hosts) - 1, routes
+    report(f"kubeforge_network_switch: bridge -> none removed the configuration, routes and masquerade rule on "
+           f"{len(hosts)} nodes ({off.seconds:.0f} s), nodes NotReady; none -> bridge: Ready again, "
+           f"{routes} routes on {cps[0]} ({back.seconds:.0f} s)")

@@ -175,7 +175,7 @@ class Bed:
         return path
 
     def playbook(self, playbook, inventory, extra=None, limit=None, check=False, diff=False,
-                 skip_tags=("container_runtime", "pki", "kubernetes")):
+                 skip_tags=("container_runtime", "pki", "kubernetes"), tags=()):
         """Run a playbook of the collection; returns a result with rc, output, seconds, recap, tasks.
 
         The cluster PKI and the container runtime (in install.yml and scale.yml for the k8s_cluster
@@ -187,6 +187,8 @@ class Bed:
                 "-i", inventory, "-i", MIRROR_VARS, os.path.join(PROJECT, "playbooks", playbook)]
         if skip_tags:
             argv += ["--skip-tags", ",".join(skip_tags)]
+        if tags:
+            argv += ["--tags", ",".join(tags)]
         for key, value in (extra or {}).items():
             argv += ["-e", json.dumps({key: value})]
         if limit:
