@@ -77,6 +77,25 @@ def view(node):
     }
 
 
+def planned_without_cluster(wanted, order, pod_cidr=None, node_mask=None):
+    """Check mode where no cluster runs yet: every node of ``wanted`` would be created, with the
+    ranges a first registration would hand out. Returns (changed, results, pod_cidrs)."""
+    cidrs = {}
+    names = [name for name in order if name in {w["name"] for w in wanted}]
+    names += [w["name"] for w in wanted if w["name"] not in names]
+    if pod_cidr:
+        try:
+            cidrs = network.assign_pod_cidrs(names, {}, pod_cidr, node_mask)
+        except network.NetworkError as exc:
+            raise NodesError(str(exc)) from None
+    results = []
+    for entry in wanted:
+        taints = [parse_taint(t, entry["name"]) for t in entry.get("taints") or []]
+        after = view(node_body(entry["name"], dict(entry.get("labels") or {}), taints, cidrs.get(entry["name"])))
+        results.append({"name": entry["name"], "action": "created", "before": None, "after": after})
+    return bool(results), results, cidrs
+
+
 class Nodes:
     def __init__(self, client, sleep=time.sleep, clock=time.monotonic):
         self.client = client

@@ -101,6 +101,15 @@ def prepare(definitions, labels=None):
     return objects
 
 
+def planned_without_cluster(definitions, labels=None, state='present', namespace='default'):
+    """What check mode reports where no cluster runs yet (no kubeconfig on the host: a first
+    install's plan): every object of ``definitions`` would be created; nothing would be deleted."""
+    objects = prepare(definitions, labels) if state == 'present' else []
+    planned = [{'apiVersion': o['apiVersion'], 'kind': o['kind'], 'name': o['metadata']['name'],
+                'namespace': o['metadata'].get('namespace') or namespace, 'action': 'created'} for o in objects]
+    return {'changed': bool(planned), 'objects': planned}
+
+
 def secret_values(objects):
     """Every Secret value in ``objects`` (as given, not yet validated), for the module's no_log list."""
     values = set()

@@ -157,7 +157,9 @@ attributes:
       Check mode sends only reads and dry runs (C(dryRun=All)), never a write, and reports exactly what
       the server would do. Where an object cannot be dry-run because an earlier object of the same task
       would create what it needs (its Namespace, or the CustomResourceDefinition of its kind), it is
-      reported as C(created) as given, with a warning. Nothing is waited for in check mode.
+      reported as C(created) as given, with a warning. Nothing is waited for in check mode. Where O(kubeconfig)
+      does not exist yet (the plan of a first install, before any API server runs), every object is
+      reported as C(created), with a warning, and nothing is contacted.
   diff_mode:
     support: full
     details: >-
@@ -271,6 +273,8 @@ diff:
       after: "apiVersion: apps/v1\nkind: Deployment\n..."
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kube_api, manifest
@@ -310,6 +314,15 @@ def main():
     if not kube_api.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
 
+    if module.check_mode and not os.path.exists(params['kubeconfig']):
+        try:
+            result = manifest.planned_without_cluster(params['definitions'], params['labels'], params['state'],
+                                                      params['namespace'])
+        except manifest.ManifestError as exc:
+            module.fail_json(msg=str(exc), objects=[])
+        module.warn('%s does not exist yet (no cluster here to ask): every object is reported as it would be '
+                    'created' % params['kubeconfig'])
+        module.exit_json(**result)
     try:
         settings = kube_api.load_kubeconfig(params['kubeconfig'], params['context'], params['server'])
         client = kube_api.Client(settings, timeout=params['api_timeout'], user_agent='kubeforge.cluster.manifest')

@@ -83,7 +83,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Dry runs only; the result says what would be created or changed.
+    details: >-
+      Dry runs only; the result says what would be created or changed. Where O(kubeconfig) does not exist
+      yet (the plan of a first install), every node is reported as it would be created, with the ranges a
+      first registration hands out, and nothing is contacted.
 """
 
 EXAMPLES = r"""
@@ -119,6 +122,8 @@ pod_cidrs:
   sample: {"cp1": "10.233.64.0/24", "w1": "10.233.65.0/24"}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kube_api, kube_nodes
@@ -146,6 +151,15 @@ def main():
     params = module.params
     if not kube_api.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
+    if module.check_mode and not os.path.exists(params['kubeconfig']):
+        try:
+            changed, results, cidrs = kube_nodes.planned_without_cluster(
+                params['nodes'], params['order'], params['pod_cidr'], params['node_cidr_mask'])
+        except kube_nodes.NodesError as exc:
+            module.fail_json(msg=str(exc), nodes=[])
+        module.warn('%s does not exist yet (no cluster here to ask): every node is reported as it would be '
+                    'registered' % params['kubeconfig'])
+        module.exit_json(changed=changed, nodes=results, pod_cidrs=cidrs)
     try:
         settings = kube_api.load_kubeconfig(params['kubeconfig'], server=params['server'])
         client = kube_api.Client(settings, timeout=params['api_timeout'], user_agent='kubeforge.cluster.nodes')

@@ -411,3 +411,16 @@ def test_argument_errors(api, kubeconfig):
                              '- definitions[1]: must be a mapping (a Kubernetes object), got str')
     result = run(kubeconfig, definitions=[config_map()], kubeconfig='/nonexistent/admin.conf')
     assert result['msg'] == 'kubeconfig /nonexistent/admin.conf does not exist'
+
+
+def test_check_mode_without_a_cluster_yet_plans_every_object_as_created(api, tmp_path):
+    missing = str(tmp_path / 'admin.conf')
+    result = run(missing, check_mode=True, definitions=[config_map(), cluster_role()], labels={'a': 'b'})
+    assert not result.get('failed'), result
+    assert result['changed'] is True
+    assert actions(result) == [('ConfigMap', 'kube-system', 'coredns', 'created'),
+                               ('ClusterRole', 'default', 'system:coredns', 'created')]
+    assert any('does not exist yet' in text for text in warning_texts(result))
+    assert api.writes() == []
+    # outside check mode a missing kubeconfig is still an error
+    assert run(missing, definitions=[config_map()]).get('failed')

@@ -163,3 +163,13 @@ def test_taint_forms(value, parsed):
 def test_taints_that_are_refused(value):
     with pytest.raises(kube_nodes.NodesError, match='n: taint'):
         kube_nodes.parse_taint(value, 'n')
+
+
+def test_check_mode_without_a_cluster_yet_plans_the_first_registration(api, tmp_path):
+    result = run_module(nodes, args(str(tmp_path / 'admin.conf')), check_mode=True)
+    assert not result.get('failed'), result
+    assert result['changed'] is True
+    assert [(n['name'], n['action']) for n in result['nodes']] == [('cp1', 'created'), ('w1', 'created')]
+    assert result['pod_cidrs'] == {'cp1': '10.233.64.0/24', 'w1': '10.233.65.0/24'}
+    assert result['nodes'][0]['after']['taints'] == [['node-role.kubernetes.io/control-plane', '', 'NoSchedule']]
+    assert api.writes() == []
