@@ -311,8 +311,6 @@ def main():
         module.fail_json(msg='selector and kinds delete objects; they need state=absent')
     if params['state'] == 'absent' and not params['definitions'] and not params['selector']:
         module.fail_json(msg='state=absent needs definitions, or selector and kinds, to know what to delete')
-    if not kube_api.HAS_YAML:
-        module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
 
     if module.check_mode and not os.path.exists(params['kubeconfig']):
         try:
@@ -323,6 +321,9 @@ def main():
         module.warn('%s does not exist yet (no cluster here to ask): every object is reported as it would be '
                     'created' % params['kubeconfig'])
         module.exit_json(**result)
+    # the plan without a cluster needs no PyYAML: a new host may not have it yet
+    if not kube_api.HAS_YAML:
+        module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
     try:
         settings = kube_api.load_kubeconfig(params['kubeconfig'], params['context'], params['server'])
         client = kube_api.Client(settings, timeout=params['api_timeout'], user_agent='kubeforge.cluster.manifest')

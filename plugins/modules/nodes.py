@@ -149,8 +149,6 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not kube_api.HAS_YAML:
-        module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
     if module.check_mode and not os.path.exists(params['kubeconfig']):
         try:
             changed, results, cidrs = kube_nodes.planned_without_cluster(
@@ -160,6 +158,9 @@ def main():
         module.warn('%s does not exist yet (no cluster here to ask): every node is reported as it would be '
                     'registered' % params['kubeconfig'])
         module.exit_json(changed=changed, nodes=results, pod_cidrs=cidrs)
+    # the plan without a cluster needs no PyYAML: a new host may not have it yet
+    if not kube_api.HAS_YAML:
+        module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
     try:
         settings = kube_api.load_kubeconfig(params['kubeconfig'], server=params['server'])
         client = kube_api.Client(settings, timeout=params['api_timeout'], user_agent='kubeforge.cluster.nodes')
