@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import images
+from ansible_collections.kubeforge.cluster.plugins.module_utils import component_check, images
 from ansible_collections.kubeforge.cluster.plugins.module_utils.component_config import did_you_mean
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -83,13 +83,9 @@ def _type_error(value, spec):
 def check(hosts, settings, report):
     """Errors for every bad addon variable any host sets, and for kubeforge_images."""
     options = addon_options()
-    seen = {}
-    for host in sorted(hosts):
-        for name, value in hosts[host].items():
-            if str(name).startswith(PREFIX):
-                seen.setdefault((name, repr(value)), (value, []))[1].append(host)
-    for (name, _r), (value, where) in sorted(seen.items()):
-        subject = f"{name} (on {', '.join(where[:3])}{' and %d more' % (len(where) - 3) if len(where) > 3 else ''})"
+    names = sorted({name for variables in hosts.values() for name in variables if str(name).startswith(PREFIX)})
+    for name, where, value in component_check.values_by_host(hosts, names):
+        subject = component_check.host_subject(name, where)
         if name not in options:
             hint = did_you_mean(name, sorted(options)).lstrip("; ")
             report.error(subject, "is not a setting of the addons role",

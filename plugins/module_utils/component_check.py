@@ -69,24 +69,24 @@ def programs(version):
 def check_components(hosts, settings, report):
     """Every check of this file, for the variables ``hosts`` (name -> variables) set."""
     facts = programs(settings.get("kubeforge_kubernetes_version"))
-    for name, where, value in _values(hosts, FLAG_VARIABLES):
+    for name, where, value in values_by_host(hosts, FLAG_VARIABLES):
         _check_flags(name, where, value, FLAG_VARIABLES[name], _allow_unknown(hosts, where), facts, report)
-    for name, where, value in _values(hosts, CONFIG_VARIABLES):
+    for name, where, value in values_by_host(hosts, CONFIG_VARIABLES):
         _check_config(name, where, value, CONFIG_VARIABLES[name], facts, report)
-    for name, where, value in _values(hosts, ["control_plane_feature_gates"]):
+    for name, where, value in values_by_host(hosts, ["control_plane_feature_gates"]):
         _check_feature_gates(name, where, value, facts, report)
-    for name, where, value in _values(hosts, ["control_plane_admission_plugins"]):
+    for name, where, value in values_by_host(hosts, ["control_plane_admission_plugins"]):
         _check_admission_plugins(name, where, value, facts, report)
-    for name, where, value in _values(hosts, ["control_plane_pod_security"]):
+    for name, where, value in values_by_host(hosts, ["control_plane_pod_security"]):
         _check_pod_security(name, where, value, report)
-    for name, where, value in _values(hosts, ["control_plane_apiserver_flags"]):
+    for name, where, value in values_by_host(hosts, ["control_plane_apiserver_flags"]):
         if isinstance(value, dict):
             _check_disabled_pod_security(name, value, report)
-    for name, where, value in _values(hosts, ["pki_apiserver_extra_sans"]):
+    for name, where, value in values_by_host(hosts, ["pki_apiserver_extra_sans"]):
         _check_sans(name, where, value, report)
 
 
-def _values(hosts, names):
+def values_by_host(hosts, names):
     """(name, where, value) for each distinct value a variable has among ``hosts``; ``where`` names
     the hosts (these are per-host variables: a worker may carry its own kubelet settings)."""
     for name in names:
@@ -98,7 +98,7 @@ def _values(hosts, names):
             yield name, where, value
 
 
-def _subject(name, where):
+def host_subject(name, where):
     hosts = ", ".join(where[:3]) + (f" and {len(where) - 3} more" if len(where) > 3 else "")
     return f"{name} (on {hosts})"
 
@@ -109,7 +109,7 @@ def _allow_unknown(hosts, where):
 
 
 def _check_flags(name, where, value, program, allow, facts, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, dict):
         report.error(subject, f"must be a mapping of flag names to values, got {type(value).__name__}",
                      "expected e.g. {profiling: false}")
@@ -133,7 +133,7 @@ def _check_flags(name, where, value, program, allow, facts, report):
 
 
 def _check_config(name, where, value, kind, facts, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, dict):
         report.error(subject, f"must be a mapping of {kind} fields, got {type(value).__name__}")
         return
@@ -148,7 +148,7 @@ def _check_config(name, where, value, kind, facts, report):
 
 
 def _check_feature_gates(name, where, value, facts, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, dict):
         report.error(subject, f"must map feature gate names to true or false, got {type(value).__name__}")
         return
@@ -163,7 +163,7 @@ def _check_feature_gates(name, where, value, facts, report):
 
 
 def _check_admission_plugins(name, where, value, facts, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, list):
         report.error(subject, f"must be a list of admission plugin names, got {type(value).__name__}")
         return
@@ -177,7 +177,7 @@ def _check_admission_plugins(name, where, value, facts, report):
 
 
 def _check_pod_security(name, where, value, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, dict):
         report.error(subject, "must be a mapping with enforce, audit, warn and exempt_namespaces")
         return
@@ -202,7 +202,7 @@ def _check_disabled_pod_security(name, value, report):
 
 
 def _check_sans(name, where, value, report):
-    subject = _subject(name, where)
+    subject = host_subject(name, where)
     if not isinstance(value, list):
         report.error(subject, f"must be a list of DNS names and IP addresses, got {type(value).__name__}")
         return

@@ -77,17 +77,21 @@ def view(node):
     }
 
 
+def pod_ranges(wanted, order, existing, pod_cidr, node_mask):
+    """{node: range} for the nodes of ``wanted``: the ones in ``existing`` keep theirs, the others get
+    the lowest free ones in ``order`` (nodes not in it last)."""
+    names = [name for name in order if name in {w["name"] for w in wanted}]
+    names += [w["name"] for w in wanted if w["name"] not in names]
+    try:
+        return network.assign_pod_cidrs(names, existing, pod_cidr, node_mask)
+    except network.NetworkError as exc:
+        raise NodesError(str(exc)) from None
+
+
 def planned_without_cluster(wanted, order, pod_cidr=None, node_mask=None):
     """Check mode where no cluster runs yet: every node of ``wanted`` would be created, with the
     ranges a first registration would hand out. Returns (changed, results, pod_cidrs)."""
-    cidrs = {}
-    names = [name for name in order if name in {w["name"] for w in wanted}]
-    names += [w["name"] for w in wanted if w["name"] not in names]
-    if pod_cidr:
-        try:
-            cidrs = network.assign_pod_cidrs(names, {}, pod_cidr, node_mask)
-        except network.NetworkError as exc:
-            raise NodesError(str(exc)) from None
+    cidrs = pod_ranges(wanted, order, {}, pod_cidr, node_mask) if pod_cidr else {}
     results = []
     for entry in wanted:
         taints = [parse_taint(t, entry["name"]) for t in entry.get("taints") or []]
@@ -118,12 +122,7 @@ class Nodes:
         cidrs = {}
         if pod_cidr:
             existing = {name: (node.get("spec") or {}).get("podCIDR") for name, node in live.items()}
-            names = [name for name in order if name in {w["name"] for w in wanted}]
-            names += [w["name"] for w in wanted if w["name"] not in names]
-            try:
-                cidrs = network.assign_pod_cidrs(names, existing, pod_cidr, node_mask)
-            except network.NetworkError as exc:
-                raise NodesError(str(exc)) from None
+            cidrs = pod_ranges(wanted, order, existing, pod_cidr, node_mask)
         results, changed = [], False
         for entry in wanted:
             name = entry["name"]
