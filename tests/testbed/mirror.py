@@ -479,8 +479,8 @@ def busybox_entries(busybox, applets, libraries, loader):
 def helper_references():
     """The collection's busybox-based images (local-path-provisioner's helper): Debian's busybox
     stands in for them under the names and tags of the image table (images.yml)."""
-    table = gobuild.load_image_table()
-    return [f"{entry['name']}:{entry['tag']}" for key, entry in sorted(table.items()) if key == "local_path_helper"]
+    helper = gobuild.load_image_table().get("local_path_helper")
+    return [f"{helper['name']}:{helper['tag']}"] if helper else []
 
 
 def build_images(apt, versions, previous, pause_tags=()):
@@ -516,10 +516,9 @@ def build_images(apt, versions, previous, pause_tags=()):
                 raise TestbedError("the busybox and libc6 packages hold no busybox or no ld-linux-x86-64.so.2")
             libraries = _needed_libraries(busybox, tree)
             applets = run([busybox, "--list-full"]).stdout.split()
+            entries = busybox_entries(busybox, applets, libraries, loader)
             for reference in busybox_refs:
-                record, built = build_image(reference, busybox_source,
-                                            [busybox_entries(busybox, applets, libraries, loader)], {"Cmd": ["sh"]},
-                                            previous)
+                record, built = build_image(reference, busybox_source, [entries], {"Cmd": ["sh"]}, previous)
                 records.append(record)
                 changed |= built
         with timer.step(f"pause {', '.join(pause_refs)}"):
