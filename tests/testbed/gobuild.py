@@ -83,6 +83,7 @@ class Recipe:
         self.ldflags = ldflags
         self.replaces = dict(replaces or {})
         self.released = None
+        self.substitute = None  # why another program stands in for the pinned one
 
     @property
     def key(self):
@@ -386,6 +387,39 @@ def metrics_server_recipe(version, env):
                   ldflags=f"-s -w -X {package}.gitVersion=v{version} -X {package}.gitTreeState=clean")
 
 
+# flannel v0.28 requires tencentcloud-sdk-go/tencentcloud/common v1.3.79 (its tencentvpc backend),
+# which the Go module proxy does not serve; the build requires a served release of that line.
+FLANNEL_EXTRA_MODULES = {"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common": "v1.3.213"}
+
+
+def flannel_modules(version):
+    return {"github.com/flannel-io/flannel": f"v{version}", **FLANNEL_EXTRA_MODULES}
+
+
+def flannel_recipe(version, env):
+    # cgo, as upstream builds it (its udp backend is C), linked statically as upstream links it
+    return Recipe("flannel", version, flannel_modules(version), {"flannel": "github.com/flannel-io/flannel"},
+                  cgo=True, ldflags=f"-s -w -X github.com/flannel-io/flannel/pkg/version.Version=v{version} "
+                                    "-extldflags=-static")
+
+
+# flannel's CNI plugin (github.com/flannel-io/cni-plugin) is not served by the Go module proxy. The
+# plugin it was split out of, plugins/meta/flannel of containernetworking/plugins v0.9.1, reads the
+# same /run/flannel/subnet.env and hands the same bridge configuration to the bridge plugin: built
+# under the pinned image's name and tag, it stands in for it, and the build report says so.
+FLANNEL_CNI_MODULE = ("github.com/containernetworking/plugins", "v0.9.1")
+
+
+def flannel_cni_recipe(version, env):
+    module, module_version = FLANNEL_CNI_MODULE
+    recipe = Recipe("flannel-cni-plugin", version, {module: module_version},
+                    {"flannel-cni-plugin": f"{module}/plugins/meta/flannel"},
+                    ldflags=f"-s -w -X {module}/pkg/utils/buildversion.BuildVersion={module_version}")
+    recipe.substitute = (f"github.com/flannel-io/cni-plugin v{version} is not served by the Go module proxy; "
+                         f"{module}/plugins/meta/flannel {module_version} built in its place")
+    return recipe
+
+
 def local_path_recipe(version, env):
     return Recipe("local-path-provisioner", version, {"github.com/rancher/local-path-provisioner": f"v{version}"},
                   {"local-path-provisioner": "github.com/rancher/local-path-provisioner"},
@@ -402,25 +436,35 @@ RECIPES = {
     "coredns": (coredns_recipe, lambda v: {"github.com/coredns/coredns": f"v{v}"}),
     "metrics-server": (metrics_server_recipe, lambda v: {"sigs.k8s.io/metrics-server": f"v{v}"}),
     "local-path-provisioner": (local_path_recipe, lambda v: {"github.com/rancher/local-path-provisioner": f"v{v}"}),
+    "flannel": (flannel_recipe, flannel_modules),
+    "flannel-cni-plugin": (flannel_cni_recipe, lambda v: dict([FLANNEL_CNI_MODULE])),
 }
 
-# The addons' programs, run as images in the cluster: (component, image name, entrypoint, user).
-# CoreDNS at the version kubeadm of the default Kubernetes pairs with it; the others at the
-# releases the addons role deploys.
-ADDON_VERSIONS = {"metrics-server": "0.8.0", "local-path-provisioner": "0.0.30"}
+# The programs that run as images in the cluster: component -> (image name, entrypoint, user, base).
+# ``base``: what else the image holds besides the program: nothing (a static program), busybox
+# (a shell and cp, which the init containers of flannel's DaemonSet run), or busybox and iptables
+# (flanneld programs its masquerading and forwarding rules with iptables). CoreDNS at the version
+# kubeadm of the default Kubernetes pairs with it; the others at the releases the roles deploy.
+ADDON_VERSIONS = {"metrics-server": "0.8.0", "local-path-provisioner": "0.0.30", "flannel": "0.28.4",
+                  "flannel-cni-plugin": "1.9.1-flannel1"}
 IMAGES = {
-    "coredns": ("registry.k8s.io/coredns/coredns", ["/coredns"], "65532:65532"),
-    "metrics-server": ("registry.k8s.io/metrics-server/metrics-server", ["/metrics-server"], "65534:65534"),
-    "local-path-provisioner": ("docker.io/rancher/local-path-provisioner", ["/usr/bin/local-path-provisioner"], ""),
+    "coredns": ("registry.k8s.io/coredns/coredns", ["/coredns"], "65532:65532", ""),
+    "metrics-server": ("registry.k8s.io/metrics-server/metrics-server", ["/metrics-server"], "65534:65534", ""),
+    "local-path-provisioner": ("docker.io/rancher/local-path-provisioner", ["/usr/bin/local-path-provisioner"], "",
+                               ""),
+    "flannel": ("ghcr.io/flannel-io/flannel", ["/opt/bin/flanneld"], "", "iptables"),
+    "flannel-cni-plugin": ("ghcr.io/flannel-io/flannel-cni-plugin", ["/flannel"], "", "busybox"),
 }
 
 # Build sets: what the scenarios need. `cluster`: one working cluster at the default Kubernetes
-# minor; `upgrade`: the previous minor's Kubernetes too.
+# minor; `upgrade`: the previous minor's Kubernetes too; `addons`: the programs the cluster runs as
+# images (the addons and flannel).
 SETS = {
     "cluster": (("default", "kubernetes"), ("default", "etcd"), ("default", "containerd"), ("default", "runc"),
                 ("default", "crictl"), ("default", "cni_plugins")),
     "upgrade": (("previous", "kubernetes"),),
-    "addons": (("default", "coredns"), ("default", "metrics-server"), ("default", "local-path-provisioner")),
+    "addons": (("default", "coredns"), ("default", "metrics-server"), ("default", "local-path-provisioner"),
+               ("default", "flannel"), ("default", "flannel-cni-plugin")),
 }
 SET_NAMES = tuple(SETS) + ("all",)
 
@@ -546,6 +590,7 @@ def plan(units, env):
         version, reason = choose_version(modules_for, pinned, env)
         recipe = make(version, env)
         recipe.pinned = pinned
+        reason = reason or recipe.substitute
         primary = next(iter(modules_for(version)))
         recipe.released = _release_date(primary, modules_for(version)[primary], env)
         return recipe, reason

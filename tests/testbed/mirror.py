@@ -49,6 +49,11 @@ PACKAGES = {
 }
 IMAGE_SOURCE_SUITE = "bookworm"
 IMAGE_PACKAGES = ("busybox", "libc6")
+# flannel's image: iptables and every library it and its extensions load.
+IPTABLES_PACKAGES = ("iptables", "libxtables12", "libip4tc2", "libip6tc2", "libnftnl11", "libmnl0",
+                     "libnetfilter-conntrack3", "libnfnetlink0")
+IPTABLES_COMMANDS = ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save",
+                     "ip6tables-restore")
 
 # Files of each release archive: (name, required)
 ETCD_BINARIES = (("etcd", True), ("etcdctl", True), ("etcdutl", False))
@@ -434,26 +439,40 @@ def _fresh(previous, reference, source):
 
 
 def build_image(reference, source, layers, config, previous):
-    """One OCI archive (unless an identical one exists); returns (record, changed)."""
+    """One OCI archive (unless an identical one exists); returns (record, changed). ``layers``:
+    a function that returns the entries of each layer (called only when the image is built)."""
     old = _fresh(previous, reference, source)
     if old:
         return old, False
     destination = os.path.join(mirror_root(), image_file(reference))
-    digest = oci.build_archive(destination, [reference], layers, config)
+    digest = oci.build_archive(destination, [reference], layers(), config)
     return _image_record(reference, source, digest), True
 
 
-def _needed_libraries(binary, tree):
-    """Shared libraries ``binary`` needs (recursively), found in the unpacked package ``tree``."""
-    found, todo = {}, [binary]
+def _find_library(tree, soname):
+    """The file a shared library name leads to in ``tree`` (Debian ships most as a link to the
+    versioned file)."""
+    for directory in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"):
+        candidate = os.path.join(tree, directory, soname)
+        if os.path.lexists(candidate):
+            resolved = os.path.realpath(candidate)
+            if os.path.isfile(resolved) and resolved.startswith(os.path.realpath(tree) + os.sep):
+                return resolved
+    return _find_file(tree, soname)
+
+
+def _needed_libraries(binaries, tree):
+    """Shared libraries ``binaries`` need (recursively), found in the unpacked package ``tree``."""
+    found, todo = {}, list(binaries)
     while todo:
         proc = run(["objdump", "-p", todo.pop()])
         for line in proc.stdout.splitlines():
             words = line.split()
             if len(words) == 2 and words[0] == "NEEDED" and words[1] not in found:
-                path = _find_file(tree, words[1], prefer=("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
+                path = _find_library(tree, words[1])
                 if not path:
-                    raise TestbedError(f"{os.path.basename(binary)} needs {words[1]}, which libc6 does not hold")
+                    raise TestbedError(f"{os.path.basename(binaries[0])} needs {words[1]}, which the packages "
+                                       "unpacked for the image do not hold")
                 found[words[1]] = path
                 todo.append(path)
     return found
@@ -476,6 +495,72 @@ def busybox_entries(busybox, applets, libraries, loader):
     return entries
 
 
+def iptables_entries(tree, skip=()):
+    """Debian's iptables in its nf_tables flavour (Debian's default, so that rules written in a pod
+    and on the node land in the same tables), its extensions, and the libraries they load that
+    ``skip`` (those of the layer below) lacks."""
+    multi = _find_file(tree, "xtables-nft-multi", prefer=("usr/sbin",))
+    extensions = sorted(glob.glob(os.path.join(tree, "usr/lib/x86_64-linux-gnu/xtables/*.so")))
+    if not multi or not extensions:
+        raise TestbedError("the iptables package holds no xtables-nft-multi or no extensions")
+    libraries = _needed_libraries([multi, *extensions], tree)
+    entries = [oci.file_from("usr/sbin/xtables-nft-multi", multi)]
+    entries += [oci.symlink(f"usr/sbin/{name}", "xtables-nft-multi") for name in IPTABLES_COMMANDS]
+    entries += [oci.file_from(f"usr/lib/x86_64-linux-gnu/xtables/{os.path.basename(path)}", path, mode=0o644)
+                for path in extensions]
+    entries += [oci.file_from(f"lib/x86_64-linux-gnu/{name}", path)
+                for name, path in sorted(libraries.items()) if name not in skip]
+    entries.append(oci.directory("run"))
+    return entries
+
+
+class ImageBases:
+    """What images hold besides their program (gobuild.IMAGES: busybox, iptables), unpacked from
+    the Debian packages of ``versions`` the first time an image that needs them is built."""
+
+    PACKAGES = {"busybox": IMAGE_PACKAGES, "iptables": IMAGE_PACKAGES + IPTABLES_PACKAGES}
+
+    def __init__(self, apt, versions, work):
+        self.apt, self.versions, self.work = apt, versions, work
+        self._layers, self._libraries, self._tree = {}, {}, None
+
+    def source(self, base):
+        packages = self.PACKAGES[base]
+        missing = [name for name in packages if not self.versions.get(name)]
+        if missing:
+            raise TestbedError(f"{self.apt.suite} does not carry {', '.join(missing)}")
+        listed = ", ".join(f"{name} {self.versions[name]}" for name in packages)
+        return f"debian {self.apt.suite} {listed} (recipe {IMAGE_RECIPE_VERSION})"
+
+    def _unpack(self, packages):
+        self._tree = self._tree or os.path.join(self.work, "tree")
+        for name in packages:
+            marker = os.path.join(self.work, f"{name}.unpacked")
+            if not os.path.exists(marker):
+                run(["dpkg-deb", "-x", self.apt.download(name, self.versions[name], os.path.join(self.work, "debs")),
+                     self._tree])
+                open(marker, "w", encoding="ascii").close()
+        return self._tree
+
+    def layers(self, base):
+        """The layers of ``base``, lowest first."""
+        if "busybox" not in self._layers:
+            self.source("busybox")
+            tree = self._unpack(IMAGE_PACKAGES)
+            busybox = _find_file(tree, "busybox")
+            loader = _find_file(tree, "ld-linux-x86-64.so.2", prefer=("lib/x86_64-linux-gnu",))
+            if not busybox or not loader:
+                raise TestbedError("the busybox and libc6 packages hold no busybox or no ld-linux-x86-64.so.2")
+            self._libraries = _needed_libraries([busybox], tree)
+            applets = run([busybox, "--list-full"]).stdout.split()
+            self._layers["busybox"] = [busybox_entries(busybox, applets, self._libraries, loader)]
+        if base == "iptables" and "iptables" not in self._layers:
+            self.source("iptables")
+            tree = self._unpack(IPTABLES_PACKAGES)
+            self._layers["iptables"] = self._layers["busybox"] + [iptables_entries(tree, skip=self._libraries)]
+        return self._layers[base]
+
+
 def helper_references():
     """The collection's busybox-based images (local-path-provisioner's helper): Debian's busybox
     stands in for them under the names and tags of the image table (images.yml)."""
@@ -483,18 +568,13 @@ def helper_references():
     return [f"{helper['name']}:{helper['tag']}"] if helper else []
 
 
-def build_images(apt, versions, previous, pause_tags=()):
+def build_images(bases, previous, pause_tags=()):
     """busybox (Debian's, with its glibc; applets as links) and pause (a static C program written
-    here), under every tag in ``pause_tags`` plus ``testbed``. ``versions``: the suite's package
-    versions of busybox and libc6."""
-    missing = [name for name in IMAGE_PACKAGES if not versions.get(name)]
-    if missing:
-        raise TestbedError(f"{apt.suite} does not carry {', '.join(missing)}")
+    here), under every tag in ``pause_tags`` plus ``testbed``."""
     gcc = shutil.which("gcc")
     if not gcc:
         raise TestbedError("gcc is needed for the pause image (hack/testbed host-setup installs it)")
-    packages = ", ".join(f"{name} {versions[name]}" for name in IMAGE_PACKAGES)
-    busybox_source = f"debian {apt.suite} {packages} (recipe {IMAGE_RECIPE_VERSION})"
+    busybox_source = bases.source("busybox")
     pause_source = (f"gcc -static pause.c sha256:{hashlib.sha256(PAUSE_SOURCE.encode()).hexdigest()[:16]} "
                     f"(recipe {IMAGE_RECIPE_VERSION})")
     pause_refs = [f"{PAUSE_NAME}:{tag}" for tag in sorted(set(pause_tags) | {"testbed"})]
@@ -504,47 +584,34 @@ def build_images(apt, versions, previous, pause_tags=()):
         return [_fresh(previous, ref, source) for ref, source in wanted], False
     timer = Timer(prefix="mirror images: ")
     records, changed = [], False
-    work = tempfile.mkdtemp(prefix="images-", dir=state_path("build"))
-    try:
-        with timer.step(f"busybox ({packages})"):
-            tree = os.path.join(work, "tree")
-            for name in IMAGE_PACKAGES:
-                run(["dpkg-deb", "-x", apt.download(name, versions[name], os.path.join(work, "debs")), tree])
-            busybox = _find_file(tree, "busybox")
-            loader = _find_file(tree, "ld-linux-x86-64.so.2", prefer=("lib/x86_64-linux-gnu",))
-            if not busybox or not loader:
-                raise TestbedError("the busybox and libc6 packages hold no busybox or no ld-linux-x86-64.so.2")
-            libraries = _needed_libraries(busybox, tree)
-            applets = run([busybox, "--list-full"]).stdout.split()
-            entries = busybox_entries(busybox, applets, libraries, loader)
-            for reference in busybox_refs:
-                record, built = build_image(reference, busybox_source, [entries], {"Cmd": ["sh"]}, previous)
-                records.append(record)
-                changed |= built
-        with timer.step(f"pause {', '.join(pause_refs)}"):
-            source = os.path.join(work, "pause.c")
-            with open(source, "w", encoding="ascii") as handle:
-                handle.write(PAUSE_SOURCE)
-            program = os.path.join(work, "pause")
-            run([gcc, "-static", "-Os", "-s", "-o", program, source])
-            for reference in pause_refs:
-                record, built = build_image(reference, pause_source, [[oci.file_from("pause", program)]],
-                                            {"Entrypoint": ["/pause"], "User": "65535:65535"}, previous)
-                records.append(record)
-                changed |= built
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with timer.step(f"busybox ({busybox_source})"):
+        for reference in busybox_refs:
+            record, built = build_image(reference, busybox_source, lambda: bases.layers("busybox"), {"Cmd": ["sh"]},
+                                        previous)
+            records.append(record)
+            changed |= built
+    with timer.step(f"pause {', '.join(pause_refs)}"):
+        source = os.path.join(bases.work, "pause.c")
+        with open(source, "w", encoding="ascii") as handle:
+            handle.write(PAUSE_SOURCE)
+        program = os.path.join(bases.work, "pause")
+        run([gcc, "-static", "-Os", "-s", "-o", program, source])
+        for reference in pause_refs:
+            record, built = build_image(reference, pause_source, lambda: [[oci.file_from("pause", program)]],
+                                        {"Entrypoint": ["/pause"], "User": "65535:65535"}, previous)
+            records.append(record)
+            changed |= built
     return records, changed
 
 
-def build_program_images(stamps, previous):
-    """An image for each program of the Go builds that runs in the cluster (CoreDNS, ...): the
-    static program, /etc/passwd and /etc/group, a writable /tmp."""
+def build_program_images(stamps, previous, bases):
+    """An image for each program of the Go builds that runs in the cluster (CoreDNS, flannel, ...):
+    the program, /etc/passwd and /etc/group, a writable /tmp, on the base gobuild.IMAGES names."""
     records, changed = [], False
     for stamp in stamps:
         if stamp["component"] not in gobuild.IMAGES:
             continue
-        name, entrypoint, user = gobuild.IMAGES[stamp["component"]]
+        name, entrypoint, user, base = gobuild.IMAGES[stamp["component"]]
         reference = f"{name}:v{stamp['version']}"
         program = os.path.join(stamp["dir"], stamp["component"])
         entries = [
@@ -555,8 +622,15 @@ def build_program_images(stamps, previous):
             oci.file_text("etc/group", "root:x:0:\nnogroup:x:65534:\nnonroot:x:65532:\n"),
             oci.Entry("tmp", "dir", mode=0o1777),
         ]
-        source = f"{goartifacts.source_text(stamp)} (image recipe {IMAGE_RECIPE_VERSION})"
-        record, built = build_image(reference, source, [entries], {"Entrypoint": entrypoint, "User": user}, previous)
+        source = f"{goartifacts.source_text(stamp)}{' on ' + bases.source(base) if base else ''}"
+        if stamp.get("substitute"):
+            source += f"; stands in: {stamp['substitute']}"
+        source += f" (image recipe {IMAGE_RECIPE_VERSION})"
+        config = {"Entrypoint": entrypoint}
+        if user:
+            config["User"] = user
+        record, built = build_image(reference, source, lambda: (bases.layers(base) if base else []) + [entries],
+                                    config, previous)
         records.append(record)
         changed |= built
     return records, changed
@@ -703,7 +777,7 @@ def verify_artifacts(records, suites):
 
 def _collect_candidates(apt_suites, refresh):
     wanted = sorted({package for packages in PACKAGES.values() for package in packages})
-    wanted += IMAGE_PACKAGES
+    wanted += IMAGE_PACKAGES + IPTABLES_PACKAGES
 
     def one(suite):
         updated = apt_suites[suite].update(refresh=refresh)
@@ -730,7 +804,8 @@ def _build_mirror(refresh, verify_binaries, go_sets):
         log(f"mirror: refreshed package lists of {', '.join(updated)}")
     for suite in SUITE_ORDER:
         found = ", ".join(
-            f"{name} {version}" for name, version in sorted(candidates[suite].items()) if name not in IMAGE_PACKAGES
+            f"{name} {version}" for name, version in sorted(candidates[suite].items())
+            if name not in IMAGE_PACKAGES + IPTABLES_PACKAGES
         )
         log(f"mirror: {suite} carries {found or 'none of the packages'}")
     previous = load_manifest(manifest_path())
@@ -761,11 +836,13 @@ def _build_mirror(refresh, verify_binaries, go_sets):
     pause_tags = {gobuild.kubeadm_constants(stamp["version"])["pause"]
                   for stamp in stamps if stamp["component"] == "kubernetes"}
     with timer.step("images"):
-        image_records, images_changed = build_images(
-            apt_suites[IMAGE_SOURCE_SUITE], candidates[IMAGE_SOURCE_SUITE], previous,
-            pause_tags=pause_tags,
-        )
-        program_records, programs_changed = build_program_images(stamps, previous)
+        work = tempfile.mkdtemp(prefix="images-", dir=state_path("build"))
+        try:
+            bases = ImageBases(apt_suites[IMAGE_SOURCE_SUITE], candidates[IMAGE_SOURCE_SUITE], work)
+            image_records, images_changed = build_images(bases, previous, pause_tags=pause_tags)
+            program_records, programs_changed = build_program_images(stamps, previous, bases)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         image_records += program_records
         images_changed = images_changed or programs_changed
         write_image_index(image_records)

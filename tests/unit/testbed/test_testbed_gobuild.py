@@ -40,8 +40,9 @@ def test_sets_name_what_the_scenarios_need():
         ("crictl", "1.36.0"), ("cni_plugins", "1.9.1")]
     assert gobuild.wanted_units(["upgrade"], TABLE) == [("kubernetes", "1.35.8")]
     assert gobuild.wanted_units(["addons"], TABLE) == [("coredns", "1.14.2"), ("metrics-server", "0.8.0"),
-                                                       ("local-path-provisioner", "0.0.30")]
-    assert len(gobuild.wanted_units(["all"], TABLE)) == 10
+                                                       ("local-path-provisioner", "0.0.30"), ("flannel", "0.28.4"),
+                                                       ("flannel-cni-plugin", "1.9.1-flannel1")]
+    assert len(gobuild.wanted_units(["all"], TABLE)) == 12
     # named twice, built once
     assert gobuild.wanted_units(["cluster", "cluster"], TABLE) == gobuild.wanted_units(["cluster"], TABLE)
 
@@ -181,3 +182,13 @@ def test_packaged_archives_have_the_upstream_members(tmp_path):
     # a second run with the same stamp writes nothing
     again, changed = goartifacts.package([stamp], str(tmp_path / "mirror"), {record["path"]: record})
     assert not changed and again == [record]
+
+
+def test_the_flannel_cni_plugin_is_built_from_the_plugin_it_grew_out_of_and_says_so():
+    recipe = gobuild.flannel_cni_recipe("1.9.1-flannel1", {})
+    assert recipe.modules == {"github.com/containernetworking/plugins": "v0.9.1"}
+    assert recipe.programs == {"flannel-cni-plugin": "github.com/containernetworking/plugins/plugins/meta/flannel"}
+    assert "github.com/flannel-io/cni-plugin v1.9.1-flannel1 is not served" in recipe.substitute
+    name, entrypoint, _user, base = gobuild.IMAGES["flannel-cni-plugin"]
+    assert (name, entrypoint, base) == ("ghcr.io/flannel-io/flannel-cni-plugin", ["/flannel"], "busybox")
+    assert gobuild.IMAGES["flannel"][3] == "iptables"
