@@ -19,8 +19,16 @@ from ansible_collections.kubeforge.cluster.plugins.module_utils.component_config
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDONS_SPEC = os.path.join(_ROOT, "roles", "addons", "meta", "argument_specs.yml")
+NETWORK_SPEC = os.path.join(_ROOT, "roles", "network", "meta", "argument_specs.yml")
 IMAGE_TABLE = os.path.join(_ROOT, "images.yml")
-PREFIX = "addons_"
+# The roles whose variables are checked here: prefix -> (role, its argument specs).
+ROLES = {"addons_": ("addons", ADDONS_SPEC), "network_": ("network", NETWORK_SPEC)}
+# Integer settings with a range narrower than "not negative": name -> (lowest, highest, what).
+RANGES = {
+    "network_flannel_vni": (1, 16777215, "a VXLAN network identifier (24 bits)"),
+    "network_flannel_port": (1, 65535, "a UDP port"),
+    "network_flannel_rollout_timeout": (1, 86400, "seconds"),
+}
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
 _cache = {}
 
@@ -39,7 +47,12 @@ def _load(path, *keys):
 
 def addon_options():
     """name -> option spec of the addons role."""
-    return _load(ADDONS_SPEC, "argument_specs", "main", "options")
+    return role_options("addons_")
+
+
+def role_options(prefix):
+    """name -> option spec of the role whose variables start with ``prefix``."""
+    return _load(ROLES[prefix][1], "argument_specs", "main", "options")
 
 
 def image_table():
@@ -81,19 +94,29 @@ def _type_error(value, spec):
 
 
 def check(hosts, settings, report):
-    """Errors for every bad addon variable any host sets, and for kubeforge_images."""
-    options = addon_options()
-    names = sorted({name for variables in hosts.values() for name in variables if str(name).startswith(PREFIX)})
+    """Errors for every bad addon or network variable any host sets, and for kubeforge_images."""
+    names = sorted({name for variables in hosts.values() for name in variables if str(name).startswith(tuple(ROLES))})
     for name, where, value in component_check.values_by_host(hosts, names):
         subject = component_check.host_subject(name, where)
+        prefix = next(prefix for prefix in ROLES if name.startswith(prefix))
+        options = role_options(prefix)
         if name not in options:
             hint = did_you_mean(name, sorted(options)).lstrip("; ")
-            report.error(subject, "is not a setting of the addons role",
+            report.error(subject, f"is not a setting of the {ROLES[prefix][0]} role",
                          hint or f"expected one of: {', '.join(sorted(options))}")
             continue
         problem = _type_error(value, options[name])
         if problem:
             report.error(subject, f"{value!r} {problem}", str(options[name].get("description", ""))[:120])
+            continue
+        choices = options[name].get("choices")
+        if choices and value not in choices:
+            report.error(subject, f"{value!r} is not offered", f"expected one of: {', '.join(map(str, choices))}")
+            continue
+        if name in RANGES:
+            low, high, what = RANGES[name]
+            if not low <= int(str(value)) <= high:
+                report.error(subject, f"{value} is outside {low}-{high}", f"expected {what}")
             continue
         if name == "addons_dns_upstreams":
             for item in value:

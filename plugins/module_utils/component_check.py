@@ -55,7 +55,7 @@ ADMISSION_CONFLICTS = {
     "SecurityContextDeny": "was removed in Kubernetes 1.30; PodSecurity admission replaces it",
 }
 POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
-ROLE_VARIABLE_PREFIXES = ("control_plane_", "node_", "pki_apiserver_", "addons_")
+ROLE_VARIABLE_PREFIXES = ("control_plane_", "node_", "pki_apiserver_", "addons_", "network_")
 _DNS_NAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 

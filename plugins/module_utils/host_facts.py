@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shlex
 
 # (os-release ID, major version) pairs the collection supports, by package family.
@@ -285,6 +286,9 @@ def python_libraries(names=("apt", "cryptography", "yaml")):
 
 CNI_CONFIG_DIR = "/etc/cni/net.d"
 BRIDGE_CONFLIST = "10-kubeforge-bridge.conflist"
+FLANNEL_CONFLIST = "10-flannel.conflist"
+# The CNI configuration each of the collection's pod networks writes.
+OWN_NETWORKS = {BRIDGE_CONFLIST: "bridge", FLANNEL_CONFLIST: "flannel"}
 
 
 def cni_configs(root="/"):
@@ -297,24 +301,56 @@ def cni_configs(root="/"):
 
 
 def network_in_use(configs):
-    """The pod network a host's CNI configurations show: bridge (this collection's), other (one of
-    the user's own) or '' (none yet)."""
-    if BRIDGE_CONFLIST in configs:
-        return "bridge"
+    """The pod network a host's CNI configurations show: bridge or flannel (the collection's), other
+    (one of the user's own) or '' (none yet)."""
+    for name, network in OWN_NETWORKS.items():
+        if name in configs:
+            return network
     return "other" if configs else ""
 
 
 def network_switch_error(in_use, wanted):
     """Why installing ``wanted`` over the network ``in_use`` switches a running network, or ''."""
-    if in_use == "bridge" and wanted != "bridge":
-        return f"runs the bridge pod network, and kubeforge_network_plugin is {wanted}"
-    if in_use == "other" and wanted == "bridge":
-        return "runs a pod network of its own (a CNI configuration in /etc/cni/net.d), and kubeforge_network_plugin is bridge"
+    if in_use in OWN_NETWORKS.values() and wanted != in_use:
+        return f"runs the {in_use} pod network, and kubeforge_network_plugin is {wanted}"
+    if in_use == "other" and wanted != "none":
+        return ("runs a pod network of its own (a CNI configuration in /etc/cni/net.d), and kubeforge_network_plugin "
+                f"is {wanted}")
     return ""
 
 
-def gather(run_command, root="/"):
-    """The ``kubeforge_host`` facts."""
+def _module_files(root, release):
+    """Names (without .ko and compression suffix) of the modules modules.dep and modules.builtin list."""
+    names = set()
+    for listing in ("modules.dep", "modules.builtin"):
+        try:
+            with open(os.path.join(root, "lib/modules", release, listing), encoding="utf-8") as handle:
+                for line in handle:
+                    base = os.path.basename(line.split(":", 1)[0].strip())
+                    names.add(re.sub(r"\.ko(\.(xz|gz|zst))?$", "", base))
+        except OSError:
+            continue
+    return names
+
+
+def kernel_modules(wanted, root="/", release=None):
+    """{module: True} for each of ``wanted`` the running kernel has: loaded or built in
+    (/sys/module/<name>), or installed where modprobe finds it (modules.dep, modules.builtin)."""
+    release = release or platform.release()
+    listed = None
+    found = {}
+    for name in wanted:
+        if os.path.isdir(os.path.join(root, "sys/module", name)):
+            found[name] = True
+            continue
+        if listed is None:
+            listed = _module_files(root, release)
+        found[name] = name in listed or name.replace("_", "-") in listed
+    return found
+
+
+def gather(run_command, root="/", modules=()):
+    """The ``kubeforge_host`` facts; ``kernel_modules`` for the names in ``modules``."""
     info = os_info(read_os_release(os.path.join(root, "etc/os-release")))
     machine = platform.machine()
     info.update({
@@ -335,13 +371,18 @@ def gather(run_command, root="/"):
         "stale_programs": stale_programs(),
         "python_libraries": python_libraries(),
         "cni_configs": cni_configs(root),
+        "kernel_modules": kernel_modules(modules, root),
     })
     return info
 
 
-def evaluate(facts, ports, min_memory_mb, min_cpus, proc="/proc"):
-    """Errors and warnings for one host."""
+def evaluate(facts, ports, min_memory_mb, min_cpus, proc="/proc", kernel_needs=None):
+    """Errors and warnings for one host. ``kernel_needs``: {module: what needs it}."""
     errors, warnings = [], []
+    for name, why in sorted((kernel_needs or {}).items()):
+        if not facts.get("kernel_modules", {}).get(name):
+            errors.append(f"{why} needs the kernel module {name}, which kernel {facts['kernel']} neither has loaded "
+                          f"nor lists in /lib/modules/{facts['kernel']} (install it, or choose another backend)")
     problem = os_support_error(facts)
     if problem:
         errors.append(problem)

@@ -41,6 +41,13 @@ options:
         that encrypts new writes by its provider, name and a fingerprint (never the key), so that
         control planes holding different keys are refused before anything changes.
     type: path
+  kernel_needs:
+    description:
+      - Kernel modules the host must have, each with what needs it (C({vxlan: flannel's vxlan backend})).
+        A module counts when it is loaded or built in (C(/sys/module/<name>)) or installed
+        (C(modules.dep) or C(modules.builtin) of the running kernel); one missing is an error naming it.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
@@ -90,6 +97,7 @@ ansible_facts:
         stale_programs: []
         python_libraries: {apt: true, cryptography: true, yaml: true}
         cni_configs: [10-kubeforge-bridge.conflist]
+        kernel_modules: {vxlan: true}
         encryption_key: {provider: secretbox, name: key1, fingerprint: "sha256:8d1a3f0c2b4e6a79"}
 errors:
   description: The problems that make the host unusable.
@@ -111,6 +119,7 @@ def main():
             min_memory_mb=dict(type="int", default=1024),
             min_cpus=dict(type="int", default=1),
             encryption_config=dict(type="path"),
+            kernel_needs=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -118,9 +127,10 @@ def main():
     def run_command(argv):
         return module.run_command(argv)
 
-    facts = host_facts.gather(run_command)
+    needs = module.params["kernel_needs"]
+    facts = host_facts.gather(run_command, modules=sorted(needs))
     errors, warnings = host_facts.evaluate(
-        facts, module.params["ports"], module.params["min_memory_mb"], module.params["min_cpus"])
+        facts, module.params["ports"], module.params["min_memory_mb"], module.params["min_cpus"], kernel_needs=needs)
     if module.params["encryption_config"]:
         try:
             facts["encryption_key"] = encryption.held_key(module.params["encryption_config"])

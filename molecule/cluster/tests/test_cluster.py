@@ -213,6 +213,22 @@ def test_pods_reach_each_other_across_nodes(bed, cps, spread):
     report(f"pod-to-pod: each of {len(nodes)} pods reached the pod on the next node (kubectl exec + wget)")
 
 
+def test_flannel_carries_pod_traffic_between_nodes_over_vxlan(bed, cps, spread, hosts):
+    daemonset = json.loads(kubectl(bed, cps[0], "-n kube-system get daemonset kube-flannel -o json")[1])
+    assert daemonset["status"]["numberReady"] == len(hosts), daemonset["status"]
+    nodes = sorted(spread)
+    for index, node in enumerate(nodes):
+        device = bed.sh(node, "ip -d link show flannel.1")[1]
+        assert re.search(r"vxlan id 1 .*dstport 8472", device), (node, device)
+        other = spread[nodes[(index + 1) % len(nodes)]]["ip"]
+        assert " dev flannel.1 " in bed.sh(node, f"ip -4 route get {other}")[1] + " ", node
+        assert bed.sh(node, "ip -4 route show proto 77")[1].strip() == "", node  # no bridge routes
+        assert bed.sh(node, "ls /etc/cni/net.d")[1].split() == ["10-flannel.conflist"], node
+    route = bed.sh(nodes[0], f"ip -4 route get {spread[nodes[1]]['ip']}")[1].strip().splitlines()[0]
+    report(f"flannel: kube-flannel ready on {daemonset['status']['numberReady']} nodes, flannel.1 (vxlan id 1, "
+           f"port 8472) on each; {nodes[0]}: {route}")
+
+
 def test_a_cluster_ip_service_is_reached_from_every_node(bed, cps, spread):
     ip = kubectl(bed, cps[0], "get service spread -o jsonpath='{.spec.clusterIP}'")[1].strip()
     answers = set()
@@ -262,6 +278,33 @@ def test_cluster_dns_answers_from_pods_on_every_node(bed, cps, spread):
            f"{pdb['status']['disruptionsAllowed']} disruption")
 
 
+RESOLVE_LOOP = ("ok=0; fail=0; end=$(( $(date +%s) + {seconds} )); while [ $(date +%s) -lt $end ]; do "
+                "if timeout 3 nslookup kubernetes.default.svc.cluster.local >/dev/null 2>&1; then ok=$((ok+1)); "
+                "else fail=$((fail+1)); fi; sleep 0.2; done; echo $ok $fail")
+
+
+def test_killing_one_coredns_pod_does_not_stop_resolution(bed, cps, spread):
+    pod = spread[sorted(spread)[0]]["name"]
+    counts = {}
+
+    def resolve():
+        command = shlex.quote(RESOLVE_LOOP.format(seconds=30))
+        counts["out"] = kubectl(bed, cps[0], f"exec {pod} -- sh -c {command}", timeout=90)[1]
+
+    worker = threading.Thread(target=resolve)
+    worker.start()
+    time.sleep(5)
+    victims = json.loads(kubectl(bed, cps[0], "-n kube-system get pods -l k8s-app=kube-dns -o json")[1])["items"]
+    victim = victims[0]["metadata"]["name"]
+    kubectl(bed, cps[0], f"-n kube-system delete pod {victim} --wait=false")
+    worker.join(timeout=120)
+    ok, failed = (int(n) for n in counts["out"].split()[-2:])
+    kubectl(bed, cps[0], "-n kube-system rollout status deployment/coredns --timeout=120s", timeout=150)
+    report(f"CoreDNS pod {victim} deleted while {pod} resolved kubernetes.default.svc.cluster.local every 200 ms "
+           f"for 30 s: {ok} answers, {failed} failures")
+    assert ok > 50 and failed == 0, (ok, failed)
+
+
 def test_metrics_server_reads_every_kubelet_verifying_its_certificate(bed, cps, hosts):
     def nodes_with_metrics():
         rc, out = kubectl(bed, cps[0], "get --raw /apis/metrics.k8s.io/v1beta1/nodes", check=False)
@@ -281,6 +324,14 @@ def test_metrics_server_reads_every_kubelet_verifying_its_certificate(bed, cps, 
     sample = items[0]
     report(f"metrics.k8s.io: {len(items)} nodes, e.g. {sample['metadata']['name']} cpu {sample['usage']['cpu']} "
            f"memory {sample['usage']['memory']}; kubelet certificates verified with the cluster CA (no insecure flag)")
+    top_nodes = kubectl(bed, cps[0], "top nodes --no-headers")[1].strip().splitlines()
+    assert sorted(line.split()[0] for line in top_nodes) == sorted(hosts), top_nodes
+    assert all(re.match(r"^\S+\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", line) for line in top_nodes), top_nodes
+    top_pods = wait("kubectl top pods", lambda: (lambda rc_out: rc_out[1].strip().splitlines() if rc_out[0] == 0 else None)(
+        kubectl(bed, cps[0], "-n kube-system top pods --no-headers", check=False)), timeout=120, interval=5)
+    assert any(line.startswith("coredns-") for line in top_pods), top_pods
+    assert all(re.match(r"^\S+\s+\d+m\s+\d+Mi$", line) for line in top_pods), top_pods
+    report("kubectl top nodes:\n" + "\n".join(top_nodes) + "\nkubectl -n kube-system top pods:\n" + "\n".join(top_pods))
 
 
 CLAIM = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "local-claim", "namespace": "default"},
@@ -300,7 +351,7 @@ def _writer(token):
 
 def test_a_claim_of_the_default_class_gets_a_local_volume_and_gives_it_back(bed, cps):
     token = uuid.uuid4().hex
-    kubectl(bed, cps[0], "delete pod local-writer --ignore-not-found --wait=true", timeout=150)
+    kubectl(bed, cps[0], "delete pod local-writer local-reader --ignore-not-found --wait=true", timeout=150)
     kubectl(bed, cps[0], "delete pvc local-claim --ignore-not-found --wait=true", timeout=150)
     for document in (CLAIM, _writer(token)):  # no storageClassName: the default class
         bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(document)}\nEOF")
@@ -314,10 +365,20 @@ def test_a_claim_of_the_default_class_gets_a_local_volume_and_gives_it_back(bed,
     assert wait("the token on the node", lambda: bed.sh(node, f"cat {path}/token", check=False)[1].strip() == token,
                 timeout=30)
     kubectl(bed, cps[0], "delete pod local-writer --wait=true", timeout=150)
+    # a new pod on the same claim reads back what the first one wrote
+    reader = _writer(token)
+    reader["metadata"]["name"] = "local-reader"
+    reader["spec"]["containers"][0]["command"] = ["sh", "-c", "cat /data/token && exec sleep 3600"]
+    bed.sh(cps[0], f"{ADMIN} apply -f - <<'EOF'\n{json.dumps(reader)}\nEOF")
+    kubectl(bed, cps[0], "wait --for=condition=Ready pod/local-reader --timeout=150s", timeout=170)
+    read_back = wait("the reader's log", lambda: kubectl(bed, cps[0], "logs local-reader")[1].strip(), timeout=30)
+    assert read_back == token, read_back
+    kubectl(bed, cps[0], "delete pod local-reader --wait=true", timeout=150)
     kubectl(bed, cps[0], "delete pvc local-claim --wait=true", timeout=150)
     wait(f"{path} removed on {node}", lambda: bed.sh(node, f"test -e {path}", check=False)[0] != 0, timeout=120)
     report(f"local-path: claim bound to {claim['spec']['volumeName']} at {node}:{path}, the pod's token written "
-           f"there; claim deleted, the directory removed")
+           f"there; the pod deleted, a new pod read the token back ({read_back[:8]}...); claim deleted, the "
+           f"directory removed")
 
 
 def _addon_objects(bed, cp, addon):
@@ -346,18 +407,18 @@ def test_an_addon_turned_off_is_removed_alone_and_comes_back(bed, cps):
 
 
 def test_switching_the_pod_network_of_the_running_cluster_is_refused_before_any_change(bed, cps, hosts):
-    conflist = "/etc/cni/net.d/10-kubeforge-bridge.conflist"
+    conflist = "/etc/cni/net.d/10-flannel.conflist"
     before = {host: bed.sh(host, f"sha256sum {conflist}")[1] for host in hosts}
     run = bed.playbook("install.yml", _inventory(bed), extra=dict(_settings(), kubeforge_network_plugin="none"),
                        skip_tags=())
     assert run.rc != 0
     output = " ".join(run.output.split())
     for host in hosts:
-        assert f"{host} runs the bridge pod network, and kubeforge_network_plugin is none" in output, run.tail()
+        assert f"{host} runs the flannel pod network, and kubeforge_network_plugin is none" in output, run.tail()
     assert "set kubeforge_network_switch: true to switch" in output
     assert run.changed == 0, run.recap
     assert {host: bed.sh(host, f"sha256sum {conflist}")[1] for host in hosts} == before
-    report(f"kubeforge_network_plugin=none on the running bridge network: refused in {run.seconds:.0f} s, "
+    report(f"kubeforge_network_plugin=none on the running flannel network: refused in {run.seconds:.0f} s, "
            f"naming all {len(hosts)} hosts; nothing changed")
 
 
@@ -476,7 +537,7 @@ def _settings():
     return {"kubeforge_kubernetes_version": versions["kubernetes"], "kubeforge_etcd_version": versions["etcd"],
             "kubeforge_containerd_version": versions["containerd"], "kubeforge_runc_version": versions["runc"],
             "kubeforge_cni_plugins_version": versions["cni_plugins"], "kubeforge_crictl_version": versions["crictl"],
-            "kubeforge_images": mirror_vars()["testbed_kubeforge_images"]}
+            "kubeforge_images": mirror_vars()["testbed_kubeforge_images"], "kubeforge_network_plugin": "flannel"}
 
 
 def _inventory(bed):
@@ -566,26 +627,78 @@ def test_control_planes_holding_different_encryption_keys_are_refused_before_any
            + re.search(r"control planes hold different encryption keys: [^.]*", output).group(0))
 
 
-# Last: it takes the pod network away and gives it back.
-def test_a_switch_asked_for_removes_the_bridge_network_and_a_switch_back_restores_it(bed, cps, hosts):
-    conflist = "/etc/cni/net.d/10-kubeforge-bridge.conflist"
-    allowed = dict(_settings(), kubeforge_network_switch=True)
-    off = bed.playbook("install.yml", _inventory(bed), extra=dict(allowed, kubeforge_network_plugin="none"),
+# Last: it switches the pod network of the running cluster, and back.
+def _switch(bed, network):
+    run = bed.playbook("install.yml", _inventory(bed),
+                       extra=dict(_settings(), kubeforge_network_switch=True, kubeforge_network_plugin=network),
                        skip_tags=(), tags=("network",))
-    assert off.rc == 0, off.tail()
+    assert run.rc == 0, run.tail()
+    return run
+
+
+def _recreate_pods(bed, cp):
+    """What docs/cluster.md asks after a switch: every pod not on the host network, recreated."""
+    pods = json.loads(kubectl(bed, cp, "get pods -A -o json")[1])["items"]
+    for pod in pods:
+        if not pod["spec"].get("hostNetwork"):
+            kubectl(bed, cp, f"-n {pod['metadata']['namespace']} delete pod {pod['metadata']['name']} --wait=false")
+    for namespace, deployment in (("default", "spread"), ("kube-system", "coredns")):
+        kubectl(bed, cp, f"-n {namespace} rollout status deployment/{deployment} --timeout=180s", timeout=200)
+    wait("the old pods to be gone", lambda: not [
+        p for p in json.loads(kubectl(bed, cp, "get pods -A -o json")[1])["items"]
+        if p["metadata"].get("deletionTimestamp")], timeout=120)
+
+
+def _pods_reach_across_nodes(bed, cp):
+    pods = [p for p in json.loads(kubectl(bed, cp, "get pods -l app=spread -o json")[1])["items"]
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+    by_node = {p["spec"]["nodeName"]: p for p in pods}
+    nodes = sorted(by_node)
+    for index, node in enumerate(nodes):
+        target = by_node[nodes[(index + 1) % len(nodes)]]
+        out = wait(f"{node} to reach {target['metadata']['name']}", lambda: bed.sh(
+            cp, f"{ADMIN} exec {by_node[node]['metadata']['name']} -- timeout 5 wget -q -O - "
+                f"http://{target['status']['podIP']}:8080/", check=False)[1].strip(), timeout=60)
+        assert out == target["metadata"]["name"], (node, out)
+    return len(nodes)
+
+
+def _not_ready_everywhere(bed, cp):
+    return all(c["status"] != "True" for n in json.loads(kubectl(bed, cp, "get nodes -o json")[1])["items"]
+               for c in n["status"]["conditions"] if c["type"] == "Ready")
+
+
+def test_a_switch_asked_for_replaces_the_network_and_a_switch_back_restores_it(bed, cps, hosts):
+    bridge_files = "/etc/cni/net.d/10-kubeforge-bridge.conflist /usr/local/sbin/kubeforge-pod-network"
+    flannel_left = ("ls /etc/cni/net.d/10-flannel.conflist /opt/cni/bin/flannel /run/flannel 2>/dev/null; "
+                    "ip link show flannel.1 2>/dev/null; iptables -w -S | grep FLANNEL; "
+                    "iptables -w -t nat -S | grep FLANNEL || true")
+    to_bridge = _switch(bed, "bridge")
+    assert kubectl(bed, cps[0], "-n kube-system get daemonset,configmap -l kubeforge.io/network=flannel -o name")[1] == ""
     for host in hosts:
-        left = bed.sh(host, f"ls {conflist} /usr/local/sbin/kubeforge-pod-network 2>/dev/null; "
-                            "ip -4 route show proto 77; iptables -w -t nat -S POSTROUTING | grep kubeforge-pod || true")[1]
-        assert left.strip() == "", (host, left)
-    wait("every node NotReady without a network", lambda: all(
-        c["status"] != "True" for n in json.loads(kubectl(bed, cps[0], "get nodes -o json")[1])["items"]
-        for c in n["status"]["conditions"] if c["type"] == "Ready"), timeout=120, interval=5)
-    back = bed.playbook("install.yml", _inventory(bed), extra=dict(allowed, kubeforge_network_plugin="bridge"),
-                        skip_tags=(), tags=("network",))
-    assert back.rc == 0, back.tail()
+        assert bed.sh(host, flannel_left)[1].strip() == "", host
     kubectl(bed, cps[0], "wait --for=condition=Ready nodes --all --timeout=120s", timeout=150)
+    _recreate_pods(bed, cps[0])
+    reached = _pods_reach_across_nodes(bed, cps[0])
     routes = bed.sh(cps[0], "ip -4 route show proto 77 | wc -l")[1].strip()
     assert int(routes) == len(hosts) - 1, routes
-    report(f"kubeforge_network_switch: bridge -> none removed the configuration, routes and masquerade rule on "
-           f"{len(hosts)} nodes ({off.seconds:.0f} s), nodes NotReady; none -> bridge: Ready again, "
-           f"{routes} routes on {cps[0]} ({back.seconds:.0f} s)")
+    report(f"kubeforge_network_switch: flannel -> bridge removed flannel's objects, files, device and chains on "
+           f"{len(hosts)} nodes ({to_bridge.seconds:.0f} s); pods recreated reach each other across {reached} nodes, "
+           f"{routes} bridge routes on {cps[0]}")
+
+    to_none = _switch(bed, "none")
+    for host in hosts:
+        left = bed.sh(host, f"ls {bridge_files} 2>/dev/null; ip -4 route show proto 77; "
+                            "iptables -w -t nat -S POSTROUTING | grep kubeforge-pod || true")[1]
+        assert left.strip() == "", (host, left)
+    wait("every node NotReady without a network", lambda: _not_ready_everywhere(bed, cps[0]), timeout=120, interval=5)
+
+    to_flannel = _switch(bed, "flannel")
+    kubectl(bed, cps[0], "wait --for=condition=Ready nodes --all --timeout=120s", timeout=150)
+    _recreate_pods(bed, cps[0])
+    reached = _pods_reach_across_nodes(bed, cps[0])
+    again = bed.playbook("install.yml", _inventory(bed), extra=_settings(), skip_tags=(), tags=("network",))
+    assert again.rc == 0 and again.changed == 0, again.recap
+    report(f"bridge -> none removed the configuration, routes and masquerade rule ({to_none.seconds:.0f} s), nodes "
+           f"NotReady; none -> flannel: Ready again ({to_flannel.seconds:.0f} s), pods recreated reach each other "
+           f"across {reached} nodes; the network re-run changed nothing ({again.seconds:.0f} s)")

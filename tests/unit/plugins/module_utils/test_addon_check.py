@@ -12,13 +12,15 @@ def errors(variables, settings=None, hosts=("cp1", "w1")):
     return report.errors
 
 
-def test_the_role_defaults_pass():
+@pytest.mark.parametrize("prefix", sorted(addon_check.ROLES))
+def test_the_role_defaults_pass(prefix):
     import os
 
     import yaml
-    with open(os.path.join(os.path.dirname(addon_check.ADDONS_SPEC), "..", "defaults", "main.yml"), encoding="utf-8") as handle:
+    spec = addon_check.ROLES[prefix][1]
+    with open(os.path.join(os.path.dirname(spec), "..", "defaults", "main.yml"), encoding="utf-8") as handle:
         defaults = yaml.safe_load(handle)
-    assert set(defaults) == set(addon_check.addon_options())
+    assert set(defaults) == set(addon_check.role_options(prefix))
     assert errors(defaults) == []
 
 
@@ -34,6 +36,12 @@ def test_the_role_defaults_pass():
     ({"addons_coredns_enabled": "maybe"}, "'maybe' is not a boolean"),
     ({"addons_metrics_server_resolution": "15 seconds"}, "'15 seconds' is not a duration"),
     ({"addons_local_path_dir": "volumes"}, "'volumes' is not an absolute path"),
+    ({"network_flannel_backnd": "vxlan"},
+     "network_flannel_backnd (on cp1, w1): is not a setting of the network role; did you mean network_flannel_backend"),
+    ({"network_flannel_backend": "udp"}, "network_flannel_backend (on cp1, w1): 'udp' is not offered; expected one of: vxlan"),
+    ({"network_flannel_vni": 16777216}, "network_flannel_vni (on cp1, w1): 16777216 is outside 1-16777215"),
+    ({"network_flannel_port": 0}, "network_flannel_port (on cp1, w1): 0 is outside 1-65535; expected a UDP port"),
+    ({"network_bridge_mtu": "big"}, "'big' is not an integer"),
 ])
 def test_bad_addon_settings_are_named(variables, expected):
     found = errors(variables)

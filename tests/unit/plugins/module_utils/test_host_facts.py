@@ -109,6 +109,32 @@ def test_evaluate_reports_errors_and_warnings():
     assert any("cgroup v1" in w for w in warnings)
 
 
+def test_a_kernel_module_counts_when_loaded_built_in_or_installed(tmp_path):
+    (tmp_path / "sys" / "module" / "vxlan").mkdir(parents=True)
+    modules = tmp_path / "lib" / "modules" / "6.1.0-test"
+    modules.mkdir(parents=True)
+    (modules / "modules.dep").write_text("kernel/net/wireguard/wireguard.ko.zst: kernel/net/ipv4/udp_tunnel.ko.zst\n")
+    (modules / "modules.builtin").write_text("kernel/net/ipv4/ip_gre.ko\n")
+    found = hf.kernel_modules(["vxlan", "wireguard", "ip_gre", "geneve"], str(tmp_path), "6.1.0-test")
+    assert found == {"vxlan": True, "wireguard": True, "ip_gre": True, "geneve": False}
+    # no /lib/modules at all (a container): only what /sys/module shows
+    assert hf.kernel_modules(["vxlan", "geneve"], str(tmp_path), "other") == {"vxlan": True, "geneve": False}
+
+
+def test_evaluate_names_a_missing_kernel_module_and_what_needs_it():
+    facts = {"os_id": "debian", "os_major": "12", "os_pretty": "Debian 12", "arch": "amd64", "machine": "x86_64",
+             "systemd": True, "memory_mb": 4096, "cpus": 2, "container": "", "kernel": "6.1.0-test",
+             "time_sync": {"service": "chronyd", "synchronized": True}, "cgroup_version": 2,
+             "kernel_modules": {"vxlan": False}}
+    needs = {"vxlan": "kubeforge_network_plugin flannel (network_flannel_backend vxlan)"}
+    errors, _warnings = hf.evaluate(facts, [], min_memory_mb=2048, min_cpus=2, kernel_needs=needs)
+    assert errors == ["kubeforge_network_plugin flannel (network_flannel_backend vxlan) needs the kernel module "
+                      "vxlan, which kernel 6.1.0-test neither has loaded nor lists in /lib/modules/6.1.0-test "
+                      "(install it, or choose another backend)"]
+    facts["kernel_modules"] = {"vxlan": True}
+    assert hf.evaluate(facts, [], min_memory_mb=2048, min_cpus=2, kernel_needs=needs)[0] == []
+
+
 def test_gather_on_this_machine():
     facts = hf.gather(lambda argv: (0, "inactive\n" * len(argv), ""))
     assert facts["arch"] in ("amd64", "arm64")
@@ -156,13 +182,16 @@ def test_the_running_pod_network_is_read_from_the_cni_configurations(tmp_path):
     configs = hf.cni_configs(str(tmp_path))
     assert configs == ["10-kubeforge-bridge.conflist", "99-loopback.conf"]
     assert hf.network_in_use(configs) == "bridge"
+    assert hf.network_in_use(["10-flannel.conflist", "99-loopback.conf"]) == "flannel"
     assert hf.network_in_use(["10-calico.conflist"]) == "other"
     assert hf.network_in_use([]) == ""
 
 
 @pytest.mark.parametrize("in_use, wanted, switch", [
-    ("bridge", "bridge", False), ("bridge", "none", True), ("other", "bridge", True), ("other", "none", False),
-    ("", "bridge", False), ("", "none", False),
+    ("bridge", "bridge", False), ("bridge", "none", True), ("bridge", "flannel", True),
+    ("flannel", "flannel", False), ("flannel", "bridge", True), ("flannel", "none", True),
+    ("other", "bridge", True), ("other", "flannel", True), ("other", "none", False),
+    ("", "bridge", False), ("", "flannel", False), ("", "none", False),
 ])
 def test_only_a_change_of_a_running_network_is_a_switch(in_use, wanted, switch):
     assert bool(hf.network_switch_error(in_use, wanted)) is switch

@@ -15,7 +15,8 @@ TABLE = {"coredns": {"name": "registry.k8s.io/coredns/coredns", "tag": "v1.14.2"
 def test_the_collection_table_pins_every_image_by_tag_and_index_digest():
     with open(os.path.join(ROOT, "images.yml"), encoding="utf-8") as handle:
         table = yaml.safe_load(handle)["images"]
-    assert set(table) == {"pause", "coredns", "metrics_server", "local_path", "local_path_helper"}
+    assert set(table) == {"pause", "coredns", "metrics_server", "local_path", "local_path_helper",
+                          "flannel", "flannel_cni_plugin"}
     for key, entry in table.items():
         assert set(entry) == {"name", "tag", "digest"}, key
         assert images.check_overrides({key: entry}, table) == [], key

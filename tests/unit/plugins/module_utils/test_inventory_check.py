@@ -85,7 +85,7 @@ def test_tilde_means_default():
     ("unknown runtime", layout(cluster_vars={"kubeforge_container_runtime": "docker"}),
         "kubeforge_container_runtime: 'docker' is not supported; expected one of: containerd"),
     ("unknown network", layout(cluster_vars={"kubeforge_network_plugin": "weave"}),
-        "kubeforge_network_plugin: 'weave' is not supported; expected one of: bridge, none"),
+        "kubeforge_network_plugin: 'weave' is not supported; expected one of: bridge, flannel, none"),
     ("bad endpoint", layout(cluster_vars={"kubeforge_api_endpoint": "https://api.example.com"}),
         "kubeforge_api_endpoint: 'https://api.example.com' is not host:port"),
     ("typo in a setting", layout(cluster_vars={"kubeforge_pod_cidrs": "10.0.0.0/16"}),

@@ -1,5 +1,5 @@
-"""The addons role's objects, rendered by Ansible from the role's own templates and variables, and
-validated against the Kubernetes OpenAPI schemas of every supported minor (kubernetes-validate,
+"""The objects of the addons role and of the network role's flannel, rendered by Ansible from the
+roles' own templates and variables, and validated against the Kubernetes OpenAPI schemas of every supported minor (kubernetes-validate,
 strict: an unknown field is an error), offline. The rendering is checked with every ansible-core
 the unit tests run with; the schemas are in the newest one's virtual environment."""
 
@@ -13,6 +13,7 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLE = os.path.join(ROOT, "roles", "addons")
+NETWORK_ROLE = os.path.join(ROOT, "roles", "network")
 with open(os.path.join(ROOT, "versions.yml"), encoding="utf-8") as _handle:
     MINORS = yaml.safe_load(_handle)["__download_supported_kubernetes_minors"]
 with open(os.path.join(ROOT, "images.yml"), encoding="utf-8") as _handle:
@@ -29,22 +30,29 @@ CASES = {
                                      "metrics_server": {"tag": "v0.8.1"}}},
     "only_coredns": {"addons_metrics_server_enabled": False, "addons_local_path_enabled": False},
 }
+ADDONS_EXPRESSION = ("{'definitions': __addons_definitions, 'enabled': __addons_enabled, "
+                     "'disabled': __addons_disabled}")
+FLANNEL_BASE = {"kubeforge_pod_cidr": "10.233.64.0/18", "kubeforge_images": {}}
+FLANNEL_CASES = {
+    "defaults": {},
+    "changed": {"kubeforge_pod_cidr": "10.244.0.0/16", "network_flannel_vni": 4096, "network_flannel_port": 4789,
+                "kubeforge_images": {"flannel": {"name": "registry.example.com/flannel", "tag": "v0.28.4"}}},
+}
 
 
-def render(overrides, out):
+def render(overrides, out, role=ROLE, expression=ADDONS_EXPRESSION, base=None):
     """What the role would apply: its variables as Ansible resolves them, from the role directory
     (where its template lookups look), written as JSON to ``out``."""
-    extra = dict(BASE, role_path=ROLE, render_out=str(out), **overrides)
+    extra = dict(BASE if base is None else base, role_path=role, render_out=str(out), **overrides)
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"), ANSIBLE_LOCALHOST_WARNING="false")
     command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-c", "local",
                "-m", "ansible.builtin.copy",
-               "-a", "dest={{ render_out }} content={{ {'definitions': __addons_definitions, "
-                     "'enabled': __addons_enabled, 'disabled': __addons_disabled} | to_json }}",
-               "-e", "@" + os.path.join(ROLE, "defaults", "main.yml"),
-               "-e", "@" + os.path.join(ROLE, "vars", "main.yml"),
+               "-a", "dest={{ render_out }} content={{ %s | to_json }}" % expression,
+               "-e", "@" + os.path.join(role, "defaults", "main.yml"),
+               "-e", "@" + os.path.join(role, "vars", "main.yml"),
                "-e", json.dumps(extra)]
-    proc = subprocess.run(command, cwd=ROLE, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(command, cwd=role, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(out, encoding="utf-8") as handle:
         return json.load(handle)
@@ -56,16 +64,24 @@ def rendered(tmp_path_factory):
     return {name: render(overrides, work / f"{name}.json") for name, overrides in CASES.items()}
 
 
+@pytest.fixture(scope="module")
+def flannel(tmp_path_factory):
+    work = tmp_path_factory.mktemp("flannel")
+    return {name: render(overrides, work / f"{name}.json", role=NETWORK_ROLE, base=FLANNEL_BASE,
+                         expression="{'definitions': __network_flannel_definitions}")
+            for name, overrides in FLANNEL_CASES.items()}
+
+
 def _by_kind(objects):
     return {(o["kind"], o["metadata"]["name"]): o for o in objects}
 
 
 @pytest.mark.parametrize("minor", MINORS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_object_is_valid_for_every_supported_minor(rendered, case, minor):
+def test_every_object_is_valid_for_every_supported_minor(rendered, flannel, case, minor):
     # in the newest virtual environment only (requirements/test.txt); the rest runs with both
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    objects = rendered[case]["definitions"]
+    objects = rendered[case]["definitions"] + flannel.get(case, {"definitions": []})["definitions"]
     assert objects
     for obj in objects:
         try:
@@ -140,3 +156,37 @@ def test_every_kind_rendered_is_one_the_removal_looks_through(rendered):
     with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as handle:
         kinds = {(k["apiVersion"], k["kind"]) for k in yaml.safe_load(handle)["__addons_kinds"]}
     assert {(o["apiVersion"], o["kind"]) for o in rendered["defaults"]["definitions"]} <= kinds
+
+
+def test_flannel_carries_its_network_label_and_pinned_images(flannel):
+    objects = flannel["defaults"]["definitions"]
+    assert {o["metadata"]["labels"]["kubeforge.io/network"] for o in objects} == {"flannel"}
+    with open(os.path.join(NETWORK_ROLE, "vars", "main.yml"), encoding="utf-8") as handle:
+        kinds = {(k["apiVersion"], k["kind"]) for k in yaml.safe_load(handle)["__network_flannel_kinds"]}
+    assert {(o["apiVersion"], o["kind"]) for o in objects} == kinds
+    pod = _by_kind(objects)[("DaemonSet", "kube-flannel")]["spec"]["template"]["spec"]
+    images = {c["name"]: c["image"] for c in pod["initContainers"] + pod["containers"]}
+    reference = {k: f"{IMAGES[k]['name']}:{IMAGES[k]['tag']}@{IMAGES[k]['digest']}" for k in ("flannel", "flannel_cni_plugin")}
+    assert images == {"install-cni-plugin": reference["flannel_cni_plugin"], "install-cni": reference["flannel"],
+                      "kube-flannel": reference["flannel"]}
+    assert pod["hostNetwork"] is True and pod["tolerations"] == [{"operator": "Exists"}]
+    assert "--kube-subnet-mgr" in pod["containers"][0]["args"]
+
+
+def test_flannel_settings_reach_its_configuration(flannel):
+    def net_conf(case):
+        config = _by_kind(flannel[case]["definitions"])[("ConfigMap", "kube-flannel-cfg")]["data"]
+        cni = json.loads(config["cni-conf.json"])
+        assert [p["type"] for p in cni["plugins"]] == ["flannel", "portmap"]
+        return json.loads(config["net-conf.json"])
+
+    assert net_conf("defaults") == {"Network": "10.233.64.0/18", "EnableNFTables": False,
+                                    "Backend": {"Type": "vxlan", "VNI": 1, "Port": 8472}}
+    assert net_conf("changed") == {"Network": "10.244.0.0/16", "EnableNFTables": False,
+                                   "Backend": {"Type": "vxlan", "VNI": 4096, "Port": 4789}}
+    # a changed configuration rolls flanneld on every node
+    annotations = [_by_kind(flannel[case]["definitions"])[("DaemonSet", "kube-flannel")]["spec"]["template"]
+                   ["metadata"]["annotations"] for case in ("defaults", "changed")]
+    assert annotations[0] != annotations[1]
+    pod = _by_kind(flannel["changed"]["definitions"])[("DaemonSet", "kube-flannel")]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example.com/flannel:v0.28.4"
