@@ -327,8 +327,12 @@ def test_metrics_server_reads_every_kubelet_verifying_its_certificate(bed, cps, 
     top_nodes = kubectl(bed, cps[0], "top nodes --no-headers")[1].strip().splitlines()
     assert sorted(line.split()[0] for line in top_nodes) == sorted(hosts), top_nodes
     assert all(re.match(r"^\S+\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", line) for line in top_nodes), top_nodes
-    top_pods = wait("kubectl top pods", lambda: (lambda rc_out: rc_out[1].strip().splitlines() if rc_out[0] == 0 else None)(
-        kubectl(bed, cps[0], "-n kube-system top pods --no-headers", check=False)), timeout=120, interval=5)
+
+    def pod_figures():
+        rc, out = kubectl(bed, cps[0], "-n kube-system top pods --no-headers", check=False)
+        return [line.strip() for line in out.strip().splitlines()] if rc == 0 else None
+
+    top_pods = wait("kubectl top pods", pod_figures, timeout=120, interval=5)
     assert any(line.startswith("coredns-") for line in top_pods), top_pods
     assert all(re.match(r"^\S+\s+\d+m\s+\d+Mi$", line) for line in top_pods), top_pods
     report("kubectl top nodes:\n" + "\n".join(top_nodes) + "\nkubectl -n kube-system top pods:\n" + "\n".join(top_pods))
