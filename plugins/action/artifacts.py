@@ -26,7 +26,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import files
+from ansible_collections.kubeforge.cluster.plugins.module_utils import files, registry
 from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import (
     user_argument_spec,
     ArtifactError,
@@ -200,9 +200,48 @@ def _copy_verified(source, directory, expected, what):
 
 # -- offline bundle ---------------------------------------------------------------------------
 
+def bundle_images(images, bundle_dir, architectures, previous, image_mirror="", check_mode=False,
+                  timeout=60, validate_certs=True, workers=2):
+    """Put each of ``images`` ({name, tag, digest}) into ``bundle_dir`` as an OCI archive; return
+    (entries, fetched). An archive that is there, names the same digest and matches ``previous``
+    (the manifest's entries) is kept unread beyond its index."""
+    client = registry.Client(timeout=timeout, validate_certs=validate_certs)
+    known = {e.get("path"): e for e in previous or [] if isinstance(e, dict)}
+
+    def one(image):
+        for field in ("name", "digest"):
+            if not image.get(field):
+                raise ArtifactError("image %r has no %s; the bundle holds images by digest only" % (image, field))
+        relative = registry.archive_path(image["name"], image.get("tag", ""))
+        path = os.path.join(bundle_dir, relative)
+        entry = {"name": image["name"], "tag": image.get("tag", ""), "digest": image["digest"], "path": relative,
+                 "architectures": sorted(architectures)}
+        old = known.get(relative)
+        if (old and old.get("digest") == image["digest"] and old.get("architectures") == entry["architectures"]
+                and os.path.isfile(path) and os.path.getsize(path) == old.get("size")
+                and registry.archive_digest(path) == image["digest"]):
+            return dict(old), False
+        if check_mode:
+            return dict(entry, sha256=None, size=None), True
+        work = os.path.join(bundle_dir, ".partial")
+        os.makedirs(work, exist_ok=True)
+        try:
+            entry["sha256"] = registry.pull(client, image["name"], image.get("tag", ""), image["digest"],
+                                            architectures, path, work, mirror=image_mirror)
+        except registry.RegistryError as exc:
+            raise ArtifactError("could not put %s@%s in the bundle: %s" % (image["name"], image["digest"], exc))
+        entry["size"] = os.path.getsize(path)
+        return entry, True
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(one, images))
+    return [entry for entry, _f in outcomes], sum(1 for _e, fetched in outcomes if fetched)
+
+
 def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, versions, variables,
-                 mirror, overrides, cache, check_mode=False, workers=4):
-    """Fetch every artifact into ``bundle_dir`` and write ``manifest.json`` and ``SHA256SUMS``."""
+                 mirror, overrides, cache, check_mode=False, workers=4, images=(), image_mirror="",
+                 timeout=60, validate_certs=True):
+    """Fetch every artifact (and image) into ``bundle_dir`` and write ``manifest.json`` and ``SHA256SUMS``."""
     specs = {}
     for kubernetes in kubernetes_versions:
         wanted = dict(versions)
@@ -225,18 +264,26 @@ def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, v
         entries.append(entry)
     manifest_path = os.path.join(bundle_dir, "manifest.json")
     sums_path = os.path.join(bundle_dir, "SHA256SUMS")
-    previous = []
+    previous, previous_images = [], []
     if os.path.exists(manifest_path):
         try:
             with open(manifest_path) as handle:
-                previous = json.load(handle).get("artifacts", [])
+                loaded = json.load(handle)
+            previous, previous_images = loaded.get("artifacts", []), loaded.get("images", [])
         except (OSError, ValueError, AttributeError):
-            previous = []
+            previous, previous_images = [], []
     merged = {e["path"]: e for e in previous if isinstance(e, dict) and e.get("path")
               and os.path.exists(os.path.join(bundle_dir, e["path"]))}
     merged.update({e["path"]: e for e in entries})
     artifacts = [merged[p] for p in sorted(merged)]
-    manifest = {"format": 1, "artifacts": artifacts, "images": []}
+    image_entries, images_fetched = bundle_images(
+        list(images), bundle_dir, architectures, previous_images, image_mirror=image_mirror, check_mode=check_mode,
+        timeout=timeout, validate_certs=validate_certs)
+    kept = {e["path"]: e for e in previous_images if isinstance(e, dict) and e.get("path")
+            and os.path.exists(os.path.join(bundle_dir, e["path"]))}
+    kept.update({e["path"]: e for e in image_entries})
+    bundled_images = [kept[p] for p in sorted(kept)]
+    manifest = {"format": 1, "artifacts": artifacts, "images": bundled_images}
     manifest_text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     lines = []
     for entry in artifacts:
@@ -245,8 +292,9 @@ def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, v
         sidecar = entry.get("checksum_file")
         if sidecar and os.path.exists(os.path.join(bundle_dir, sidecar)):
             lines.append("%s  %s" % (sha256_file(os.path.join(bundle_dir, sidecar)), sidecar))
+    lines += ["%s  %s" % (e["sha256"], e["path"]) for e in bundled_images if e.get("sha256")]
     sums_text = "\n".join(sorted(lines, key=lambda line: line[66:])) + "\n"
-    changed = any(o["fetched"] for o in outcomes)
+    changed = any(o["fetched"] for o in outcomes) or images_fetched > 0
     for path, text in ((manifest_path, manifest_text), (sums_path, sums_text)):
         current = None
         if os.path.exists(path):
@@ -264,6 +312,8 @@ def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, v
             "dir": bundle_dir, "manifest": manifest_path, "sha256sums": sums_path,
             "artifacts": len(artifacts),
             "fetched": sum(1 for o in outcomes if o["fetched"]),
+            "images": len(bundled_images),
+            "images_fetched": images_fetched,
         },
         "artifacts": {"%s %s %s" % (s["component"], s["version"], s["arch"]):
                       {"changed": o["fetched"], "path": o["path"], "sha256": o["sha256"]}
@@ -333,7 +383,9 @@ class ActionModule(ActionBase):
                 result.update(build_bundle(
                     table, os.path.abspath(os.path.expanduser(args["bundle_dir"])), names,
                     args["architectures"], kubernetes_versions, args["versions"], args["variables"],
-                    args["mirror"], overrides, cache, check_mode=self._task.check_mode))
+                    args["mirror"], overrides, cache, check_mode=self._task.check_mode,
+                    images=args["images"], image_mirror=args["image_mirror"], timeout=args["timeout"],
+                    validate_certs=args["validate_certs"]))
                 return result
             names = list(args["components"])
             if args["all_for_groups"]:

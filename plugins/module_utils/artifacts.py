@@ -73,6 +73,8 @@ def user_argument_spec():
         architectures=dict(type="list", elements="str", default=["amd64"]),
         kubernetes_versions=dict(type="list", elements="str"),
         table=dict(type="path"),
+        images=dict(type="list", elements="dict", default=[]),
+        image_mirror=dict(type="str", default=""),
     )
 
 

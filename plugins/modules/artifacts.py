@@ -118,6 +118,23 @@ options:
     description: Verify TLS certificates of https sources.
     type: bool
     default: true
+  images:
+    description:
+      - With O(bundle_dir), the container images to put in the bundle, each C(name), C(tag) and C(digest)
+        (the index digest; required), as the C(kubeforge.cluster.image_entries) filter gives them.
+      - Each is read from its registry (or O(image_mirror)) by digest, every blob checked, and written as an
+        OCI archive at C(images/<name>/<tag>.oci.tar), holding the linux images of O(architectures).
+        An archive already there that names the same digest is kept.
+    type: list
+    elements: dict
+    default: []
+  image_mirror:
+    description:
+      - A registry that serves every image below its own host with the upstream registry as first path
+        component (C(registry.k8s.io/pause) at C(<mirror>/v2/registry.k8s.io/pause)); C(https://) unless the
+        value names C(http://). Empty, each image's own registry.
+    type: str
+    default: ""
   bundle_dir:
     description:
       - Build an offline bundle in this controller directory instead of installing on a host.

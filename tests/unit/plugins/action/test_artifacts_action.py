@@ -300,12 +300,14 @@ def test_offline_bundle_playbook_then_install_without_network(playbook_env, tabl
         "kubeforge_bundle_components": ["etcd", "runc", "cni_plugins"],
         "kubeforge_etcd_version": "3.9.1", "kubeforge_runc_version": "1.9.0", "kubeforge_cni_plugins_version": "1.9.0",
         "kubeforge_download_checksums": overrides, "kubeforge_download_cache_dir": str(tmp_path / "cache"),
+        "kubeforge_bundle_images": False,  # no registry here; tests/unit/plugins/module_utils/test_registry.py
     }
     (tmp_path / "localhost.ini").write_text(f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
     offline = os.path.join(ROOT, "playbooks", "offline_bundle.yml")
     run = ansible_playbook(tmp_path, offline, bundle_vars, inventory=str(tmp_path / "localhost.ini"))
     assert run.rc == 0, run
-    assert run.changed == 1 and "3 artifacts in" in run.stdout and "(3 fetched now)" in run.stdout
+    out = " ".join(run.stdout.split())
+    assert run.changed == 1 and "3 artifacts and 0 images in" in out and "(3 and 0 fetched now)" in out, out
     manifest = json.load(open(bundle / "manifest.json"))
     assert sorted((a["component"], a["version"]) for a in manifest["artifacts"]) == [
         ("cni_plugins", "1.9.0"), ("etcd", "3.9.1"), ("runc", "1.9.0")]

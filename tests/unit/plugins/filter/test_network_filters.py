@@ -85,3 +85,23 @@ def test_network_switches_name_each_host_that_runs_another_network():
     assert network_switches(configs, "none") == ["cp1 runs the bridge pod network, and kubeforge_network_plugin is none"]
     assert network_switches(configs, "bridge") == [
         "w3 runs a pod network of its own (a CNI configuration in /etc/cni/net.d), and kubeforge_network_plugin is bridge"]
+
+
+def test_the_bundle_archives_of_the_image_table_carry_path_and_pinned_digest():
+    from ansible.errors import AnsibleFilterError
+
+    from ansible_collections.kubeforge.cluster.plugins.filter.images import bundle_archives, image_entries
+
+    digest = "sha256:" + "1" * 64
+    table = {"pause": {"name": "registry.k8s.io/pause", "tag": "3.10.2", "digest": digest},
+             "busybox": {"name": "docker.io/library/busybox", "tag": "1.37.0", "digest": digest}}
+    entries = image_entries(table, {"pause": {"digest": "sha256:" + "2" * 64}})
+    assert [e["key"] for e in entries] == ["busybox", "pause"]
+    assert entries[1]["digest"] == "sha256:" + "2" * 64
+    assert bundle_archives(entries, "/srv/bundle/") == [
+        {"url": "/srv/bundle/images/docker.io/library/busybox/1.37.0.oci.tar", "digest": digest,
+         "images": ["docker.io/library/busybox:1.37.0"]},
+        {"url": "/srv/bundle/images/registry.k8s.io/pause/3.10.2.oci.tar", "digest": "sha256:" + "2" * 64,
+         "images": ["registry.k8s.io/pause:3.10.2"]}]
+    with pytest.raises(AnsibleFilterError, match="pause has no digest"):
+        bundle_archives(image_entries(table, {"pause": {"tag": "3.10.1"}}), "/srv/bundle")
