@@ -46,6 +46,7 @@ SETTING_KINDS = {
     "kubeforge_crictl_version": "version",
     "kubeforge_etcd_allow_even_members": "bool",
     "kubeforge_network_switch": "bool",
+    "kubeforge_offline_images": "bool",
     "kubeforge_images": "images",  # checked by addon_check against images.yml
 }
 
@@ -316,6 +317,9 @@ def _check_setting_values(settings, given, report):
     checksums = settings["kubeforge_download_checksums"]
     if isinstance(checksums, dict):
         _check_checksum_overrides(checksums, report)
+    if _as_bool(settings.get("kubeforge_offline_images")) and not settings.get("kubeforge_files_mirror"):
+        report.error("kubeforge_offline_images", "is true, but kubeforge_files_mirror names no bundle to import from",
+                     "set kubeforge_files_mirror to the offline bundle (a directory here or its http(s) URL)")
 
 
 def _check_endpoint(name, value, report):

@@ -26,18 +26,34 @@ options:
     required: true
     suboptions:
       url:
-        description: Where the OCI (or docker) archive is; C(file://) for a path on the node.
+        description:
+          - Where the OCI (or docker) archive is; C(file://) for a path on the node, a plain absolute path for
+            a file on the controller (an offline bundle there), which is copied to the node only when needed.
         type: str
         required: true
       sha256:
-        description: The archive's sha256 (hex, or C(sha256:<hex>)). Required, so that nothing unverified is imported.
+        description:
+          - The archive's sha256 (hex, or C(sha256:<hex>)), checked before the import.
+          - This or O(archives[].digest) is required, so that nothing unverified is imported.
         type: str
-        required: true
+      digest:
+        description:
+          - The digest (C(sha256:<hex>)) every image of the archive must have once imported, the pinned index
+            digest of C(images.yml) (containerd checks each blob against its digest while importing). An image
+            present under another digest counts as missing; an archive that gives another one is refused and
+            its images removed again.
+        type: str
       images:
         description: The image references the archive holds, as pods name them (C(registry.k8s.io/pause:3.10.2)).
         type: list
         elements: str
         required: true
+  plan_only:
+    description:
+      - Only say which archives are needed (RV(needed)), fetch and import nothing; the action plugin uses
+        it before it copies archives that lie on the controller.
+    type: bool
+    default: false
   namespace:
     description: containerd namespace; the kubelet's is C(k8s.io).
     type: str
@@ -87,6 +103,12 @@ digested:
   type: list
   elements: str
   sample: ["registry.k8s.io/pause@sha256:402ca82dc8970eff49dfd6ace02e033b9f9cbc423fc774cd74aaf4efb498a973"]
+needed:
+  description: Indexes (in O(archives)) of the archives that were, or would be, imported.
+  returned: always
+  type: list
+  elements: int
+  sample: [0, 2]
 present:
   description: Images of the archives that containerd already had.
   returned: always
@@ -119,9 +141,11 @@ def main():
         argument_spec=dict(
             archives=dict(type='list', elements='dict', required=True, options=dict(
                 url=dict(type='str', required=True),
-                sha256=dict(type='str', required=True),
+                sha256=dict(type='str'),
+                digest=dict(type='str'),
                 images=dict(type='list', elements='str', required=True),
             )),
+            plan_only=dict(type='bool', default=False),
             namespace=dict(type='str', default='k8s.io'),
             ctr=dict(type='path', default='/usr/local/bin/ctr'),
             address=dict(type='path', default='/run/containerd/containerd.sock'),
@@ -131,21 +155,37 @@ def main():
     )
     params = module.params
     base = [params['ctr'], '--address', params['address'], '--namespace', params['namespace']]
+    bad = [a['url'] for a in params['archives'] if not a.get('sha256') and not a.get('digest')]
+    bad += ['%s: digest %r is not sha256:<64 hex digits>' % (a['url'], a['digest']) for a in params['archives']
+            if a.get('digest') and not re.match(r'^sha256:[0-9a-f]{64}$', a['digest'])]
+    if bad:
+        module.fail_json(msg='each archive needs its sha256 or the digest of its images: ' + '; '.join(bad))
     have = listed(module, base)
-    imported, present = [], []
-    for archive in params['archives']:
-        missing = [ref for ref in archive['images'] if normalize(ref) not in have]
+    imported, present, needed = [], [], []
+
+    def lacking(archive, have):
+        return [ref for ref in archive['images'] if normalize(ref) not in have
+                or (archive.get('digest') and have[normalize(ref)] != archive['digest'])]
+
+    for index, archive in enumerate(params['archives']):
+        missing = lacking(archive, have)
         present += [ref for ref in archive['images'] if ref not in missing]
         if not missing:
             continue
+        needed.append(index)
         imported.append({'url': archive['url'], 'missing': missing})
-        if module.check_mode:
+        if module.check_mode or params['plan_only']:
             continue
         try:
-            expected = archive['sha256'].strip().lower()
-            expected = expected[len('sha256:'):] if expected.startswith('sha256:') else expected
-            if not re.match(r'^[0-9a-f]{64}$', expected):
-                raise ValueError('%s: sha256 %r is not 64 hex digits' % (archive['url'], archive['sha256']))
+            expected = None
+            if archive.get('sha256'):
+                expected = archive['sha256'].strip().lower()
+                expected = expected[len('sha256:'):] if expected.startswith('sha256:') else expected
+                if not re.match(r'^[0-9a-f]{64}$', expected):
+                    raise ValueError('%s: sha256 %r is not 64 hex digits' % (archive['url'], archive['sha256']))
+            if '://' not in archive['url']:
+                raise ValueError('%s is a path on the controller: run the module through its action '
+                                 '(kubeforge.cluster.image_archives), which copies it' % archive['url'])
             os.makedirs(params['work_dir'], mode=0o700, exist_ok=True)
             path, _digest = artifacts.download(archive['url'], params['work_dir'], expected=expected,
                                                what='image archive')
@@ -163,6 +203,16 @@ def main():
         if still:
             module.fail_json(msg='%s was imported but does not hold %s' % (archive['url'], ', '.join(still)),
                              imported=imported[:-1], present=present)
+        other = {ref: have[normalize(ref)] for ref in missing if archive.get('digest')
+                 and have[normalize(ref)] != archive['digest']}
+        if other:
+            for ref in other:
+                module.run_command(base + ['images', 'rm', normalize(ref)])
+            module.fail_json(msg='%s holds %s, not the pinned digest %s; its images were removed again'
+                             % (archive['url'], ', '.join('%s@%s' % item for item in sorted(other.items())),
+                                archive['digest']), imported=imported[:-1], present=present)
+    if params['plan_only']:
+        module.exit_json(changed=bool(needed), imported=imported, present=present, digested=[], needed=needed)
     # A pull through the kubelet records an image under its tag and under name@digest; an import
     # records only the tag. Pods that name an image by digest need the second record too.
     digested = []
@@ -180,7 +230,8 @@ def main():
                 if rc != 0:
                     module.fail_json(msg='ctr images tag %s %s failed: %s' % (name, by_digest, (err or out).strip()),
                                      imported=imported, present=present)
-    module.exit_json(changed=bool(imported or digested), imported=imported, present=present, digested=digested)
+    module.exit_json(changed=bool(imported or digested), imported=imported, present=present, digested=digested,
+                     needed=needed)
 
 
 def listed(module, base):

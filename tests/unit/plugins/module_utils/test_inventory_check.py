@@ -98,6 +98,12 @@ def test_tilde_means_default():
         "kubeforge_cluster_name: 'My_Cluster' is not a lowercase RFC 1123 label"),
     ("bad mirror", layout(cluster_vars={"kubeforge_files_mirror": "ftp://x"}),
         "kubeforge_files_mirror: 'ftp://x' is neither an http(s) URL nor an absolute directory"),
+    ("offline images without a bundle", layout(cluster_vars={"kubeforge_offline_images": True}),
+        "kubeforge_offline_images: is true, but kubeforge_files_mirror names no bundle to import from"),
+    ("offline images without a digest", layout(cluster_vars={
+        "kubeforge_offline_images": True, "kubeforge_files_mirror": "/srv/bundle",
+        "kubeforge_images": {"coredns": {"tag": "v1.14.3"}}}),
+        "kubeforge_images.coredns: has no digest, and kubeforge_offline_images imports images checked by digest"),
 ])
 def test_rejected(name, inventory, expected):
     errors, _settings = check(*inventory)
