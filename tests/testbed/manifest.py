@@ -160,6 +160,8 @@ def mirror_variables(artifacts, base_url, suites, image_table=None):
         versions["kubernetes"] = max(complete, key=_version_key)
     return {
         "kubeforge_files_mirror": base_url,
+        # the same, under a name a scenario that sets kubeforge_files_mirror to a bundle keeps
+        "testbed_mirror_url": base_url,
         "kubeforge_download_checksums": checksums,
         "testbed_versions": versions,
         "testbed_mirror_versions": {c: sorted(v, key=_version_key) for c, v in sorted(held.items())},

@@ -645,6 +645,38 @@ def write_image_index(records):
         key=lambda item: (item["name"], item["tag"]),
     )
     atomic_write(os.path.join(mirror_root(), IMAGES_DIR, "index.json"), json.dumps({"images": images}, indent=2) + "\n")
+    write_registry(records)
+
+
+REGISTRY_DIR = "v2"
+
+
+def write_registry(records):
+    """The images as a registry serves them, as static files the mirror server answers from:
+    ``v2/<name>/manifests/<tag or digest>`` and ``v2/<name>/blobs/<digest>``, each repository
+    below the name's registry host as first path component (what kubeforge_image_mirror reads, so
+    that the offline bundle is built from this mirror as it would be from the registries)."""
+    for record in records:
+        if record["component"] != "image" or not record.get("digest"):
+            continue
+        root = os.path.join(mirror_root(), REGISTRY_DIR, record["name"])
+        marker = os.path.join(root, ".source")
+        stamp = f"{record['sha256']} {record['digest']}\n"
+        if os.path.exists(marker) and open(marker, encoding="ascii").read() == stamp:
+            continue
+        os.makedirs(os.path.join(root, "manifests"), exist_ok=True)
+        os.makedirs(os.path.join(root, "blobs"), exist_ok=True)
+        with tarfile.open(os.path.join(mirror_root(), record["path"])) as archive:
+            for member in archive.getmembers():
+                if not member.isfile() or not member.name.startswith("blobs/sha256/"):
+                    continue
+                digest = "sha256:" + member.name.rsplit("/", 1)[1]
+                data = archive.extractfile(member).read()
+                atomic_write(os.path.join(root, "blobs", digest), data)
+                if digest == record["digest"]:
+                    for reference in (digest, record["version"]):
+                        atomic_write(os.path.join(root, "manifests", reference), data)
+        atomic_write(marker, stamp)
 
 
 # --- running the binaries in the node images ---------------------------------------------------

@@ -59,3 +59,44 @@ def test_no_hosts_file_listing_nodes(host):
 def test_no_time_daemon_inside_a_container(host):
     # the clock belongs to the machine running the container: chrony must not be started here
     assert not host.service("chrony").is_running
+
+
+# -- the offline install (prepare.yml, offline.yml) ------------------------------------------------
+
+def _mirror_vars():
+    import os
+
+    import yaml
+    path = os.path.join(os.environ.get("KUBEFORGE_TESTBED_HOME", "/var/tmp/kubeforge-testbed"), "mirror", "vars.yml")
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["all"]["vars"]
+
+
+def test_the_node_cannot_reach_the_mirror(host):
+    from urllib.parse import urlsplit
+
+    mirror = urlsplit(_mirror_vars()["testbed_mirror_url"])
+    probe = host.run(f"python3 -c 'import socket; socket.create_connection((\"{mirror.hostname}\", {mirror.port}), 3)'")
+    assert probe.rc != 0 and "Connection refused" in probe.stderr, probe.stderr
+
+
+def test_every_image_was_imported_from_the_bundle_at_its_pinned_digest(host):
+    import os
+
+    import yaml
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with open(os.path.join(root, "images.yml"), encoding="utf-8") as handle:
+        table = yaml.safe_load(handle)["images"]
+    overrides = _mirror_vars()["testbed_kubeforge_images"]
+    listed = host.check_output("ctr -n k8s.io images ls")
+    held = {line.split()[0]: line.split()[2] for line in listed.splitlines()[1:] if len(line.split()) > 2}
+    # bridge is the scenario's network: flannel's images are not imported
+    wanted = {key: entry for key, entry in table.items() if not key.startswith("flannel")}
+    for key, entry in sorted(wanted.items()):
+        digest = overrides.get(key, {}).get("digest", entry["digest"])
+        reference = f"{entry['name']}:{entry['tag']}"
+        assert held.get(reference) == digest, (key, reference, held.get(reference))
+        assert f"{entry['name']}@{digest}" in held, key
+    assert not [name for name in held if name.startswith("ghcr.io/flannel-io/")]
+    print(f"\n[default] {host.check_output('hostname')}: {len(wanted)} images from the offline bundle, "
+          f"each at its pinned digest: {', '.join(sorted(wanted))}")
