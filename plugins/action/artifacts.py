@@ -27,6 +27,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import files, registry
+from ansible_collections.kubeforge.cluster.plugins.plugin_utils import push
 from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import (
     user_argument_spec,
     ArtifactError,
@@ -429,33 +430,23 @@ class ActionModule(ActionBase):
             result.update(plan)
             return result
         needed = set(plan.get("needed") or [])
-        transferred = []
-        created_tmp = False
-        try:
-            for spec in specs:
-                if spec["component"] not in needed:
-                    continue
-                try:
-                    local = cache.ensure(spec)
-                except ArtifactError as exc:
-                    raise AnsibleActionFail(to_text(exc))
-                spec["sha256"] = local["sha256"]
-                if not self._connection._shell.tmpdir:
-                    self._make_tmp_path()
-                    created_tmp = True
-                remote = self._connection._shell.join_path(
-                    self._connection._shell.tmpdir, "%s-%s" % (spec["component"], os.path.basename(local["path"])))
-                self._transfer_file(local["path"], remote)
+        pushes = []
+        for spec in specs:
+            if spec["component"] not in needed:
+                continue
+            try:
+                local = cache.ensure(spec)
+            except ArtifactError as exc:
+                raise AnsibleActionFail(to_text(exc))
+            spec["sha256"] = local["sha256"]
+            pushes.append((spec, local["path"], "%s-%s" % (spec["component"], os.path.basename(local["path"]))))
+
+        def module_args(remotes):
+            for (spec, _local, _name), remote in zip(pushes, remotes):
                 spec["src"] = remote
-                transferred.append(local["path"])
-            if transferred:
-                self._fixup_perms2([self._connection._shell.tmpdir] + [s["src"] for s in specs if s.get("src")],
-                                   execute=False)
-            outcome = self._execute_module(module_name=MODULE, module_args=self._module_args(specs, args),
-                                           task_vars=task_vars)
-        finally:
-            if created_tmp:
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-        outcome["transferred"] = transferred
+            return self._module_args(specs, args)
+
+        outcome = push.run_with_files(self, MODULE, task_vars, [(local, name) for _s, local, name in pushes],
+                                      module_args)
         result.update(outcome)
         return result

@@ -11,6 +11,8 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.kubeforge.cluster.plugins.plugin_utils import push
+
 MODULE = "kubeforge.cluster.image_archives"
 
 
@@ -40,28 +42,14 @@ class ActionModule(ActionBase):
             result.update(plan)
             result["transferred"] = []
             return result
-        created = False
-        transferred = []
-        try:
-            if not self._connection._shell.tmpdir:
-                self._make_tmp_path()
-                created = True
-            for index in needed:
-                source = archives[index]["url"]
-                remote = self._connection._shell.join_path(self._connection._shell.tmpdir,
-                                                           "%d-%s" % (index, os.path.basename(source)))
-                self._transfer_file(source, remote)
+        files = [(archives[i]["url"], "%d-%s" % (i, os.path.basename(archives[i]["url"]))) for i in needed]
+
+        def module_args(remotes):
+            for index, remote in zip(needed, remotes):
                 archives[index]["url"] = "file://" + remote
-                transferred.append(source)
-            self._fixup_perms2([self._connection._shell.tmpdir] + [archives[i]["url"][7:] for i in needed],
-                               execute=False)
             # archives of the controller the node does not need are left out rather than re-checked
-            wanted = [a for i, a in enumerate(archives) if i not in local or i in needed]
-            outcome = self._execute_module(module_name=MODULE, module_args=dict(args, archives=wanted),
-                                           task_vars=task_vars)
-        finally:
-            if created:
-                self._remove_tmp_path(self._connection._shell.tmpdir)
-        outcome["transferred"] = transferred
+            return dict(args, archives=[a for i, a in enumerate(archives) if i not in local or i in needed])
+
+        outcome = push.run_with_files(self, MODULE, task_vars, files, module_args)
         result.update(outcome)
         return result
