@@ -139,6 +139,13 @@ def test_settings_reach_the_objects(rendered):
     assert config["nodePathMap"][0]["paths"] == ["/srv/volumes"]
 
 
+@pytest.mark.parametrize("deployment", ["coredns", "metrics-server", "local-path-provisioner"])
+def test_every_addon_runs_on_a_cluster_of_control_planes_only(rendered, deployment):
+    pod = _by_kind(rendered["defaults"]["definitions"])[("Deployment", deployment)]["spec"]["template"]["spec"]
+    assert {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"} in \
+        pod["tolerations"], pod["tolerations"]
+
+
 def test_metrics_server_verifies_the_kubelets(rendered):
     deployment = _by_kind(rendered["defaults"]["definitions"])[("Deployment", "metrics-server")]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
