@@ -43,7 +43,7 @@ class RegistryError(Exception):
 
 def split_name(name):
     """(registry host, repository) of an image name; Docker Hub's short names expanded."""
-    first, _, rest = name.partition("/")
+    first, _slash, rest = name.partition("/")
     if rest and ("." in first or ":" in first or first == "localhost"):
         host, repository = first, rest
     else:
@@ -85,7 +85,7 @@ class Client:
                         http_agent="kubeforge.cluster-images", follow_redirects="all")
 
     def _token(self, challenge, repository):
-        scheme, _, params = challenge.partition(" ")
+        scheme, _space, params = challenge.partition(" ")
         if scheme.lower() != "bearer":
             raise RegistryError(f"the registry asks for {scheme} authentication; only anonymous pulls are supported")
         fields = dict(_CHALLENGE.findall(params))

@@ -43,8 +43,8 @@ options:
     type: path
   kernel_needs:
     description:
-      - Kernel modules the host must have, each with what needs it (C({vxlan: flannel's vxlan backend})).
-        A module counts when it is loaded or built in (C(/sys/module/<name>)) or installed
+      - Kernel modules the host must have, by name, each with what needs it, for example C(vxlan) with
+        C(flannel's vxlan backend). A module counts when it is loaded or built in (C(/sys/module/<name>)) or installed
         (C(modules.dep) or C(modules.builtin) of the running kernel); one missing is an error naming it.
     type: dict
     default: {}

@@ -61,7 +61,7 @@ def test_no_time_daemon_inside_a_container(host):
     assert not host.service("chrony").is_running
 
 
-# -- the offline install (prepare.yml, offline.yml) ------------------------------------------------
+# -- the offline install (prepare.yml, vars/offline.yml) ---------------------------------------------
 
 def _mirror_vars():
     import os

@@ -18,8 +18,8 @@ def _digest(data):
 
 def _image(arch, payload):
     layer = payload.encode() * 1000
-    config = json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers",
-                                                                          "diff_ids": [_digest(layer)]}}).encode()
+    rootfs = {"type": "layers", "diff_ids": [_digest(layer)]}
+    config = json.dumps({"architecture": arch, "os": "linux", "rootfs": rootfs}).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": registry.OCI_MANIFEST,
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": _digest(config), "size": len(config)},
@@ -63,7 +63,7 @@ class Registry:
                     self.end_headers()
                     return None
                 prefix = f"/v2/{owner.repo}/"
-                kind, _, ref = self.path[len(prefix):].partition("/")
+                kind, _slash, ref = self.path[len(prefix):].partition("/")
                 store = owner.manifests if kind == "manifests" else owner.blobs
                 if not self.path.startswith(prefix) or ref not in store:
                     return self._send(404, b"{}")
@@ -162,4 +162,3 @@ def test_the_bundle_holds_each_image_once_and_a_rerun_reads_only_its_index(serve
     again = build()
     assert again["changed"] is False and again["bundle"]["images_fetched"] == 0
     assert len(served.requests) == requests
-
