@@ -239,6 +239,14 @@ def bundle_images(images, bundle_dir, architectures, previous, image_mirror="", 
     return [entry for entry, _f in outcomes], sum(1 for _e, fetched in outcomes if fetched)
 
 
+def _listed(bundle_dir, previous, entries):
+    """The manifest's list: entries of earlier runs whose file is still there, then this run's, by path."""
+    merged = {e["path"]: e for e in previous if isinstance(e, dict) and e.get("path")
+              and os.path.exists(os.path.join(bundle_dir, e["path"]))}
+    merged.update({e["path"]: e for e in entries})
+    return [merged[p] for p in sorted(merged)]
+
+
 def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, versions, variables,
                  mirror, overrides, cache, check_mode=False, workers=4, images=(), image_mirror="",
                  timeout=60, validate_certs=True):
@@ -273,17 +281,11 @@ def build_bundle(table, bundle_dir, names, architectures, kubernetes_versions, v
             previous, previous_images = loaded.get("artifacts", []), loaded.get("images", [])
         except (OSError, ValueError, AttributeError):
             previous, previous_images = [], []
-    merged = {e["path"]: e for e in previous if isinstance(e, dict) and e.get("path")
-              and os.path.exists(os.path.join(bundle_dir, e["path"]))}
-    merged.update({e["path"]: e for e in entries})
-    artifacts = [merged[p] for p in sorted(merged)]
+    artifacts = _listed(bundle_dir, previous, entries)
     image_entries, images_fetched = bundle_images(
         list(images), bundle_dir, architectures, previous_images, image_mirror=image_mirror, check_mode=check_mode,
         timeout=timeout, validate_certs=validate_certs)
-    kept = {e["path"]: e for e in previous_images if isinstance(e, dict) and e.get("path")
-            and os.path.exists(os.path.join(bundle_dir, e["path"]))}
-    kept.update({e["path"]: e for e in image_entries})
-    bundled_images = [kept[p] for p in sorted(kept)]
+    bundled_images = _listed(bundle_dir, previous_images, image_entries)
     manifest = {"format": 1, "artifacts": artifacts, "images": bundled_images}
     manifest_text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     lines = []

@@ -132,10 +132,10 @@ def check(hosts, settings, report):
             report.error(subject, f"{value!r} is not an absolute path", "expected e.g. /opt/local-path-provisioner")
     for subject, rule, accepted in images.check_overrides(settings.get("kubeforge_images") or {}, image_table()):
         report.error(subject, rule, accepted)
-    overrides = settings.get("kubeforge_images") or {}
-    if str(settings.get("kubeforge_offline_images")).lower() in ("true", "yes", "1") and isinstance(overrides, dict):
-        for key, entry in sorted(image_table().items()):
-            override = overrides.get(key) if isinstance(overrides.get(key), dict) else {}
-            if not images.merged(entry, override)["digest"]:
-                report.error(f"kubeforge_images.{key}", "has no digest, and kubeforge_offline_images imports images "
-                             "checked by digest only", "add its digest (sha256:<64 hex>) to the override")
+
+
+def undigested_images(overrides):
+    """Keys of the images that, with ``overrides`` (kubeforge_images) applied, have no digest."""
+    overrides = overrides if isinstance(overrides, dict) else {}
+    return [key for key, entry in sorted(image_table().items())
+            if not images.merged(entry, overrides.get(key) if isinstance(overrides.get(key), dict) else {})["digest"]]

@@ -317,9 +317,13 @@ def _check_setting_values(settings, given, report):
     checksums = settings["kubeforge_download_checksums"]
     if isinstance(checksums, dict):
         _check_checksum_overrides(checksums, report)
-    if _as_bool(settings.get("kubeforge_offline_images")) and not settings.get("kubeforge_files_mirror"):
-        report.error("kubeforge_offline_images", "is true, but kubeforge_files_mirror names no bundle to import from",
-                     "set kubeforge_files_mirror to the offline bundle (a directory here or its http(s) URL)")
+    if _as_bool(settings.get("kubeforge_offline_images")):
+        if not settings.get("kubeforge_files_mirror"):
+            report.error("kubeforge_offline_images", "is true, but kubeforge_files_mirror names no bundle to import from",
+                         "set kubeforge_files_mirror to the offline bundle (a directory here or its http(s) URL)")
+        for key in addon_check.undigested_images(settings.get("kubeforge_images")):
+            report.error(f"kubeforge_images.{key}", "has no digest, and kubeforge_offline_images imports images "
+                         "checked by digest only", "add its digest (sha256:<64 hex>) to the override")
 
 
 def _check_endpoint(name, value, report):

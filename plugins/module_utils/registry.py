@@ -26,6 +26,7 @@ import urllib.error
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import files
+from ansible_collections.kubeforge.cluster.plugins.module_utils.artifacts import CHUNK, hashed_chunks, sha256_file
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -33,7 +34,6 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
-CHUNK = 1 << 20
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -134,19 +134,14 @@ class Client:
         sha = hashlib.sha256()
         try:
             with self.get(base, repository, f"blobs/{digest}") as answer:
-                path = files.stage(directory, _hashed(iter(lambda: answer.read(CHUNK), b""), sha), suffix=".blob")
+                path = files.stage(directory, hashed_chunks(iter(lambda: answer.read(CHUNK), b""), sha),
+                                   suffix=".blob")
         except urllib.error.URLError as exc:
             raise RegistryError(f"{what}: {exc.reason}") from None
         if "sha256:" + sha.hexdigest() != digest:
             files.unlink_quietly(path)
             raise RegistryError(f"{what}: the blob's sha256 is sha256:{sha.hexdigest()}, not {digest}")
         return path
-
-
-def _hashed(chunks, sha):
-    for chunk in chunks:
-        sha.update(chunk)
-        yield chunk
 
 
 def check_digest(body, digest, what):
@@ -169,7 +164,7 @@ def pull(client, name, tag, digest, architectures, destination, work_dir, mirror
     media_type, top = client.manifest(base, repository, digest)
     blobs = {digest: top}
     paths = {}
-    manifests = [(digest, media_type, top)]
+    manifests = [top]
     if media_type in INDEX_TYPES:
         wanted = platform_manifests(json.loads(top.decode("utf-8")), architectures)
         missing = set(architectures) - {m["platform"]["architecture"] for m in wanted}
@@ -177,11 +172,11 @@ def pull(client, name, tag, digest, architectures, destination, work_dir, mirror
             raise RegistryError(f"{name}@{digest} holds no linux image for {', '.join(sorted(missing))}")
         manifests = []
         for descriptor in wanted:
-            kind, body = client.manifest(base, repository, descriptor["digest"])
+            _kind, body = client.manifest(base, repository, descriptor["digest"])
             blobs[descriptor["digest"]] = body
-            manifests.append((descriptor["digest"], kind, body))
+            manifests.append(body)
     try:
-        for _digest, _kind, body in manifests:
+        for body in manifests:
             manifest = json.loads(body.decode("utf-8"))
             for descriptor in [manifest.get("config") or {}] + list(manifest.get("layers") or []):
                 blob = descriptor.get("digest")
@@ -220,12 +215,9 @@ def write_archive(destination, name, tag, digest, media_type, size, blobs, paths
         for blob in sorted(set(blobs) | set(paths)):
             member = "blobs/sha256/" + blob.split(":", 1)[1]
             add(member, data=blobs.get(blob), path=paths.get(blob))
-    sha = hashlib.sha256()
-    with open(buffer_path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            sha.update(chunk)
+    digest = sha256_file(buffer_path)
     os.replace(buffer_path, destination)
-    return sha.hexdigest()
+    return digest
 
 
 def archive_digest(path):
