@@ -288,10 +288,12 @@ class Client(object):
             self.close()
         return response, data
 
-    def request(self, method, path, query=None, body=None, content_type='application/json'):
+    def request(self, method, path, query=None, body=None, content_type='application/json', no_retry=()):
         """Send one request; return the decoded JSON body of a 2xx answer, or raise ApiError.
 
-        A 404 is raised like any other status: callers decide what "not found" means.
+        A 404 is raised like any other status: callers decide what "not found" means. Statuses in
+        ``no_retry`` are raised at once (an eviction a disruption budget refuses answers 429, which
+        the caller waits out on its own terms).
         """
         target = self.prefix + path
         if query:
@@ -323,7 +325,7 @@ class Client(object):
             status = response.status
             if 200 <= status < 300:
                 return _json(data)
-            if status in RETRY_STATUSES and (status != 500 or attempt < RETRY_500_ATTEMPTS):
+            if status in RETRY_STATUSES and status not in no_retry and (status != 500 or attempt < RETRY_500_ATTEMPTS):
                 delay = _backoff(attempt, response.getheader('Retry-After'))
                 if self.clock() + delay <= deadline:
                     self.sleep(delay)
