@@ -119,6 +119,8 @@ OTHER_KNOWN = frozenset({
     "kubeforge_host",
     "kubeforge_admin_conf_dir",
     "kubeforge_reset_confirm",
+    "kubeforge_allow_downgrade",
+    "kubeforge_upgrade_serial",
     "kubeforge_bundle_dir",
     "kubeforge_bundle_architectures",
     "kubeforge_bundle_kubernetes_versions",
