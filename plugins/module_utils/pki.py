@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import math
 import os
 import traceback
 
@@ -155,6 +156,17 @@ def _first_line(exc):
 
 # --------------------------------------------------------------------------- requests
 
+def day_count(value):
+    """A number of days as given: an int when whole (``365``, ``'365'``, ``365.0``), else a float
+    (``0.01``). Raises ValueError for anything else, infinities and NaN included."""
+    if isinstance(value, bool):
+        raise ValueError('%r is not a number of days' % (value,))
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError('%r is not a number of days' % (value,))
+    return int(number) if number.is_integer() else number
+
+
 class Request:
     """What a certificate must say. Built from module parameters or a batch request."""
 
@@ -198,19 +210,21 @@ class Request:
             validity_days = DEFAULT_CA_DAYS if usage == 'ca' else DEFAULT_LEAF_DAYS
         if renew_before_days is None:
             renew_before_days = DEFAULT_RENEW_BEFORE_DAYS
+        # whole or fractional days (0.01 is about 14 minutes, for tests of renewal)
         try:
-            self.validity_days = int(validity_days)
-            self.renew_before_days = int(renew_before_days)
+            self.validity_days = day_count(validity_days)
+            self.renew_before_days = day_count(renew_before_days)
         except (TypeError, ValueError):
-            errors.append('validity_days and renew_before_days must be integers')
+            errors.append('validity_days and renew_before_days must be numbers of days, got %r and %r'
+                          % (validity_days, renew_before_days))
             self.validity_days = self.renew_before_days = 0
         else:
-            if self.validity_days < 1:
-                errors.append('validity_days must be at least 1, got %d' % self.validity_days)
+            if self.validity_days <= 0:
+                errors.append('validity_days must be more than 0, got %s' % self.validity_days)
             elif self.renew_before_days < 0:
-                errors.append('renew_before_days must not be negative, got %d' % self.renew_before_days)
+                errors.append('renew_before_days must not be negative, got %s' % self.renew_before_days)
             elif self.renew_before_days >= self.validity_days:
-                errors.append('renew_before_days (%d) must be smaller than validity_days (%d), or every run '
+                errors.append('renew_before_days (%s) must be smaller than validity_days (%s), or every run '
                               'would renew the certificate' % (self.renew_before_days, self.validity_days))
         if errors:
             raise PKIError('%s: %s' % (what, '; '.join(errors)))
@@ -429,7 +443,9 @@ def compare(cert, request, public_key, issuer_cert=None, now=None):
     if left.total_seconds() <= 0:
         reasons.append('expired %d days ago (%s)' % (_days(-left), iso8601(end)))
     elif left <= datetime.timedelta(days=request.renew_before_days):
-        reasons.append('expires in %d days (renew_before %d)' % (_days(left), request.renew_before_days))
+        when = ('%d days' % _days(left)) if left >= datetime.timedelta(days=1) else (
+            '%d minutes' % (left.total_seconds() // 60))
+        reasons.append('expires in %s (renew_before %s)' % (when, request.renew_before_days))
     return reasons
 
 

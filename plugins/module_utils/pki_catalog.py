@@ -26,6 +26,7 @@ from __future__ import annotations
 import ipaddress
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
+from ansible_collections.kubeforge.cluster.plugins.module_utils.pki import day_count
 from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
 
 PKI_DIR = "/etc/kubernetes/pki"
@@ -35,12 +36,13 @@ KUBECONFIG_DIR = "/etc/kubernetes"
 CLIENT_DIR = PKI_DIR + "/kubeconfig"
 KUBELET_PKI_DIR = "/var/lib/kubelet/pki"
 
-# What the CA host creates and the other control planes receive (cert or public part, key).
+# What the CA host creates and the other control planes receive (cert or public part, key), with
+# the name the certificates it signs give as their "ca" (none for the service-account key pair).
 CA_FILES = (
-    {"name": "ca", "cert": "ca.crt", "key": "ca.key", "common_name": "kubernetes-ca"},
+    {"name": "ca", "cert": "ca.crt", "key": "ca.key", "common_name": "kubernetes-ca", "signer": "kubernetes"},
     {"name": "front-proxy-ca", "cert": "front-proxy-ca.crt", "key": "front-proxy-ca.key",
-     "common_name": "kubernetes-front-proxy-ca"},
-    {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None},
+     "common_name": "kubernetes-front-proxy-ca", "signer": "front-proxy"},
+    {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None, "signer": None},
 )
 CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"))
 # the cluster CAs that sign leaf certificates: batch_requests groups its requests by these names (the
@@ -48,6 +50,9 @@ CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"
 SIGNERS = ("kubernetes", "front-proxy")
 
 ETCD_PKI_DIR = PKI_DIR + "/etcd"
+# The etcd CA, in the form of CA_FILES (paths below PKI_DIR): on every etcd member, and its
+# certificate alone on control planes outside the etcd group.
+ETCD_CA = {"name": "etcd-ca", "cert": "etcd/ca.crt", "key": "etcd/ca.key", "common_name": "etcd-ca", "signer": "etcd"}
 # The etcd CA's certificates (CN as in the Kubernetes PKI requirements; no O): name, path below
 # PKI_DIR without the suffix, CN, usage, held by etcd members (else by control planes), file owner.
 ETCD_CERTIFICATES = (
@@ -275,6 +280,7 @@ def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days
     """``certificate_batch`` requests per CA, from every host's specs and its key results.
 
     ``keys_by_host``: {host: {cert name: {"public_key", "certificate"}}} (what private_key returned).
+    Days may be fractional (``0.01``); whole days stay integers.
     """
     out = {name: [] for name in SIGNERS}
     for host in specs_by_host:
@@ -286,7 +292,7 @@ def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days
             request = {"id": "%s/%s" % (host, spec["name"]), "common_name": spec["common_name"],
                        "organizations": spec["organizations"], "usage": spec["usage"],
                        "public_key": key.get("public_key"), "current_certificate": key.get("certificate"),
-                       "validity_days": int(validity_days), "renew_before_days": int(renew_before_days)}
+                       "validity_days": day_count(validity_days), "renew_before_days": day_count(renew_before_days)}
             if spec["usage"] != "client":
                 request["dns_names"] = spec["dns_names"]
                 request["ip_addresses"] = spec["ip_addresses"]

@@ -72,13 +72,15 @@ options:
     default: ecdsa-p256
     choices: [ecdsa-p256, rsa-2048, rsa-3072, rsa-4096]
   validity_days:
-    description: Validity of a newly issued certificate. Defaults to 3650 for CAs and 365 otherwise.
-    type: int
+    description:
+      - Validity of a newly issued certificate, in days; fractions are allowed (V(0.01) is about 14 minutes).
+        Defaults to 3650 for CAs and 365 otherwise.
+    type: float
   renew_before_days:
     description:
-      - Re-issue the certificate when it expires within this many days. Must be smaller than
-        O(validity_days).
-    type: int
+      - Re-issue the certificate when it expires within this many days (fractions allowed). Must be smaller
+        than O(validity_days).
+    type: float
     default: 30
   ca_cert_path:
     description: Certificate of the signing CA, on the host. Required unless O(usage=ca).
@@ -201,8 +203,8 @@ def main():
             ip_addresses=dict(type='list', elements='str', default=[]),
             usage=dict(type='str', required=True, choices=list(pki.USAGES)),
             key_type=dict(type='str', default='ecdsa-p256', choices=list(pki.KEY_TYPES)),
-            validity_days=dict(type='int'),
-            renew_before_days=dict(type='int', default=pki.DEFAULT_RENEW_BEFORE_DAYS),
+            validity_days=dict(type='float'),
+            renew_before_days=dict(type='float', default=pki.DEFAULT_RENEW_BEFORE_DAYS),
             ca_cert_path=dict(type='path'),
             ca_key_path=dict(type='path', no_log=False),
             force=dict(type='bool', default=False),

@@ -72,12 +72,12 @@ options:
         default: client
         choices: [server, client, server+client]
       validity_days:
-        description: Validity of a newly issued certificate.
-        type: int
+        description: Validity of a newly issued certificate, in days; fractions are allowed (V(0.01) is about 14 minutes).
+        type: float
         default: 365
       renew_before_days:
-        description: Re-issue when the current certificate expires within this many days.
-        type: int
+        description: Re-issue when the current certificate expires within this many days (fractions allowed).
+        type: float
         default: 30
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
@@ -165,8 +165,8 @@ REQUEST_OPTIONS = dict(
     dns_names=dict(type='list', elements='str', default=[]),
     ip_addresses=dict(type='list', elements='str', default=[]),
     usage=dict(type='str', default='client', choices=['server', 'client', 'server+client']),
-    validity_days=dict(type='int', default=pki.DEFAULT_LEAF_DAYS),
-    renew_before_days=dict(type='int', default=pki.DEFAULT_RENEW_BEFORE_DAYS),
+    validity_days=dict(type='float', default=pki.DEFAULT_LEAF_DAYS),
+    renew_before_days=dict(type='float', default=pki.DEFAULT_RENEW_BEFORE_DAYS),
 )
 
 
