@@ -135,6 +135,19 @@ def parse_mountinfo(text):
     return points
 
 
+def self_binds(text, directories):
+    """The directories of ``directories`` that ``/proc/self/mountinfo`` shows bound onto themselves
+    (the mount's root within its file system is the mount point's own path)."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 5:
+            root, point = _unescape_mount(fields[3]), _unescape_mount(fields[4])
+            if point in directories and root == point and point not in found:
+                found.append(point)
+    return found
+
+
 def mount_depth_order(points):
     """Deepest first, and of mounts on one point the one mounted last first."""
     indexed = list(enumerate(points))
@@ -475,7 +488,9 @@ class Reset:
 
     def _matching(self):
         patterns = self.params.get("unmount") or []
-        return mount_depth_order([m for m in self.mounts() if any(fnmatch.fnmatchcase(m, p) for p in patterns)])
+        binds = self_binds(self._read("/proc/self/mountinfo") or "", self.params.get("unmount_self_binds") or [])
+        wanted = [m for m in self.mounts() if m in binds or any(fnmatch.fnmatchcase(m, p) for p in patterns)]
+        return mount_depth_order(wanted)
 
     def unmount(self):
         targets = self._matching()

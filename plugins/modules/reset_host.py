@@ -70,6 +70,14 @@ options:
     type: list
     elements: str
     default: []
+  unmount_self_binds:
+    description:
+      - Directories to unmount where they are bound onto themselves (the kubelet binds its root directory onto
+        itself when the file system holding it is not shared). A file system mounted there from elsewhere (a
+        volume of its own) stays mounted, and the directory is emptied, not removed.
+    type: list
+    elements: path
+    default: []
   interfaces:
     description: Network devices to delete (C(ip link delete)).
     type: list
@@ -252,6 +260,7 @@ def main():
                 crictl=dict(type="path", default="/usr/local/bin/crictl"),
             )),
             unmount=dict(type="list", elements="str", default=[]),
+            unmount_self_binds=dict(type="list", elements="path", default=[]),
             interfaces=dict(type="list", elements="str", default=[]),
             route_protocols=dict(type="list", elements="int", default=[]),
             iptables_chain_prefixes=dict(type="list", elements="str", default=[]),

@@ -249,8 +249,9 @@ LABELS = {'app': 'web', 'tier': 'front'}
     # every requirement must hold
     ({'matchLabels': {'app': 'web'}, 'matchExpressions': [{'key': 'tier', 'operator': 'In', 'values': ['back']}]},
      False),
-    ({'matchLabels': {'app': 'web'}, 'matchExpressions': [{'key': 'tier', 'operator': 'Exists'},
-                                                         {'key': 'zone', 'operator': 'DoesNotExist'}]}, True),
+    ({'matchLabels': {'app': 'web'},
+      'matchExpressions': [{'key': 'tier', 'operator': 'Exists'}, {'key': 'zone', 'operator': 'DoesNotExist'}]},
+     True),
 ])
 def test_selector_matches(selector, expected):
     assert kube_drain.selector_matches(selector, LABELS) is expected

@@ -326,8 +326,8 @@ def host(tmp_path):
     for unit in SERVICES + ["containerd"]:
         write(root, "/etc/systemd/system/%s.service" % unit, "[Unit]\n")
         os.makedirs(os.path.join(root, "etc/systemd/system/multi-user.target.wants"), exist_ok=True)
-        os.symlink("../%s.service" % unit, os.path.join(root, "etc/systemd/system/multi-user.target.wants",
-                                                          "%s.service" % unit))
+        wants = os.path.join(root, "etc/systemd/system/multi-user.target.wants")
+        os.symlink("../%s.service" % unit, os.path.join(wants, "%s.service" % unit))
     write(root, "/etc/systemd/system/multi-user.target.wants/ssh.service", "not ours\n")
     for path in ("/usr/local/bin/kubelet", "/usr/local/bin/containerd", "/usr/local/bin/ctr", "/usr/local/bin/crictl",
                  "/usr/local/sbin/runc", "/opt/cni/bin/bridge", "/opt/cni/bin/flannel", "/usr/local/bin/helm",
@@ -361,7 +361,7 @@ def test_a_reset_removes_what_is_listed_in_order_and_a_second_run_changes_nothin
     # unmounted before anything is removed; the foreign ones stay
     assert host.events.index("umount") < host.events.index("iptables-restore")
     assert sorted(result["unmounted"]) == sorted([m.replace("\\040", " ") for m in KUBELET_MOUNTS] + RUN_MOUNTS)
-    assert [m for m in host.mounts] == FOREIGN_MOUNTS
+    assert list(host.mounts) == FOREIGN_MOUNTS
     assert result["interfaces"] == ["cni0", "flannel.1"]
     assert exists(host.root, "/sys/class/net/eth0") and not exists(host.root, "/sys/class/net/cni0")
     assert result["routes"] == ["10.233.65.0/24 via 192.0.2.12 dev eth0 (proto 77)",
@@ -529,3 +529,15 @@ def test_command_runner_bounds_and_reports_missing_programs():
     assert run(["/usr/bin/true"]) == (124, "", "/usr/bin/true: gave no answer within 30 s")
     assert rh.command_runner(run_command)(["/missing"]) == (127, "", "/missing: not found")
     assert rh.command_runner(run_command)(["/usr/bin/true"], "in") == (0, "out", "")
+
+
+def test_self_binds_are_the_directories_bound_onto_themselves():
+    mountinfo = (
+        "30 1 0:29 / / rw,relatime - overlay overlay rw\n"
+        "40 30 0:29 /var/lib/kubelet /var/lib/kubelet rw,relatime shared:5 - overlay overlay rw\n"
+        "41 30 0:40 / /var/lib/containerd rw - ext4 /dev/vdb rw\n"
+        "42 30 0:41 /data /srv/kubelet rw - ext4 /dev/vdc rw\n")
+    assert rh.self_binds(mountinfo, ["/var/lib/kubelet", "/var/lib/containerd", "/srv/kubelet"]) == \
+        ["/var/lib/kubelet"]
+    # a volume of its own mounted on the directory is not a self bind
+    assert rh.self_binds("41 30 0:40 / /var/lib/kubelet rw - ext4 /dev/vdb rw\n", ["/var/lib/kubelet"]) == []
