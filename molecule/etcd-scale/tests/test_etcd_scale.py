@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "etcd", "tests"))
@@ -122,7 +123,16 @@ def test_scale_out_one_host_with_limit():
 
 def test_join_resumes_after_a_member_add_that_was_not_followed_by_a_start():
     inv = inventory([E1, E2, E3, E4, E5], "five")
-    bed.etcdctl(E1, "member add %s --learner --peer-urls=https://%s:2380" % (E5, bed.address(E5)))
+    # etcd takes a membership change only once every member has been connected for 5 s: the
+    # fourth member joined moments ago
+    deadline = time.monotonic() + 60
+    while True:
+        rc, out = bed.etcdctl(E1, "member add %s --learner --peer-urls=https://%s:2380" % (E5, bed.address(E5)),
+                              check=False)
+        if rc == 0 or "unhealthy cluster" not in out or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert rc == 0, out
     run = bed.playbook("scale.yml", inv, EXTRA)
     report.step("scale.yml without --limit joining the fifth member (added earlier)", run.seconds)
     assert run.rc == 0, run.tail()
