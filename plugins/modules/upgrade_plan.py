@@ -113,6 +113,8 @@ summary:
   sample: "upgrade from 1.35.8 to 1.36.4: control planes cp1, cp2, then workers w1, w2"
 """
 
+import copy
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import kube_api, upgrade_plan
@@ -145,9 +147,12 @@ def main():
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
     versions, nodes = {}, {}
     try:
+        # one read of the kubeconfig; each API server is asked at its own URL
+        settings = kube_api.load_kubeconfig(params['kubeconfig'])
         for host, url in params['apiservers'].items():
-            client = kube_api.Client(kube_api.load_kubeconfig(params['kubeconfig'], server=url),
-                                     timeout=params['api_timeout'], user_agent='kubeforge.cluster.upgrade_plan')
+            own = copy.copy(settings)
+            own.server = url
+            client = kube_api.Client(own, timeout=params['api_timeout'], user_agent='kubeforge.cluster.upgrade_plan')
             try:
                 versions[host] = client.request('GET', '/version').get('gitVersion')
                 if not nodes:
