@@ -17,6 +17,9 @@ description:
   - Refusals, all reported at once and before anything changes - an API server that does not answer; a node
     of O(nodes) that is not Ready or not registered; a minor skipped (from the oldest API server); a downgrade
     without O(allow_downgrade) or of more than one minor; kubelets more than three minors behind O(target).
+  - When O(kubeconfig) does not exist and no control plane has anything listening at its API server's
+    address, Kubernetes is not installed yet - the plan moves nothing (RV(installed) is false) and says so;
+    when something does listen there, the missing kubeconfig is an error.
   - Reads only; never changes anything.
 options:
   target:
@@ -106,6 +109,11 @@ refusals:
   type: list
   elements: str
   sample: []
+installed:
+  description: Whether Kubernetes runs on the control planes (false - nothing to move).
+  returned: always
+  type: bool
+  sample: true
 summary:
   description: The plan in one line.
   returned: always
@@ -114,6 +122,9 @@ summary:
 """
 
 import copy
+import os
+import socket
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -127,6 +138,30 @@ def _node_view(node):
     return {'kubelet': info.get('kubeletVersion'), 'runtime': info.get('containerRuntimeVersion'),
             'ready': ready.get('status') == 'True',
             'reason': ready.get('message') or ready.get('reason') or 'no Ready condition'}
+
+
+def _listening(url, timeout=3):
+    """Whether anything accepts a TCP connection at the host and port of ``url``."""
+    parsed = urlsplit(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _not_installed(module, params):
+    """No kubeconfig: fine when no API server listens either (Kubernetes not installed), else an error."""
+    listening = [host for host, url in params['apiservers'].items() if _listening(url)]
+    if listening:
+        module.fail_json(msg='kubeconfig %s does not exist, but something listens at the kube-apiserver address of '
+                             '%s: restore the kubeconfig (install.yml writes it) before an upgrade'
+                             % (params['kubeconfig'], ', '.join(listening)))
+    result = upgrade_plan.plan(params['target'], {}, {}, [], params['nodes'])
+    result['installed'] = False
+    result['summary'] = ('Kubernetes is not installed (no %s, no kube-apiserver listening on %s): nothing of it '
+                         'moves; install.yml installs it' % (params['kubeconfig'], ', '.join(params['apiservers'])))
+    module.exit_json(changed=False, **result)
 
 
 def main():
@@ -145,6 +180,8 @@ def main():
     params = module.params
     if not kube_api.HAS_YAML:
         module.fail_json(msg=missing_required_lib('PyYAML'), exception=kube_api.YAML_IMPORT_ERROR)
+    if not os.path.exists(params['kubeconfig']):
+        _not_installed(module, params)
     versions, nodes = {}, {}
     try:
         # one read of the kubeconfig; each API server is asked at its own URL
@@ -166,6 +203,7 @@ def main():
                                    params['allow_downgrade'], params['runtime_target'])
     except (kube_api.KubeConfigError, upgrade_plan.PlanError) as exc:
         module.fail_json(msg=str(exc))
+    result['installed'] = True
     result['summary'] = upgrade_plan.summary(result)
     if result['refusals']:
         module.fail_json(msg=result['summary'], **result)

@@ -10,6 +10,7 @@ themselves are tested in module_utils/test_upgrade_plan.py.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 import pytest
@@ -102,7 +103,7 @@ def test_an_upgrade_plan_asks_each_api_server_directly(servers, kubeconfig, chec
     assert result['changed'] is False
     assert (result['direction'], result['from'], result['target']) == ('upgrade', '1.35.8', '1.36.4')
     assert result['control_planes'] == ['cp1', 'cp2'] and result['workers'] == ['w1']
-    assert result['refusals'] == []
+    assert result['refusals'] == [] and result['installed'] is True
     assert result['summary'] == 'upgrade from 1.35.8 to 1.36.4: control planes cp1, cp2, then workers w1'
     assert result['versions']['cp1'] == {'kube-apiserver': '1.35.8', 'kubelet': '1.35.8',
                                          'runtime': 'containerd://2.3.4'}
@@ -173,7 +174,35 @@ def test_a_target_that_is_not_a_version_fails(servers, kubeconfig):
     assert result['failed'] is True and result['msg'] == "'1.36' is not a version (MAJOR.MINOR.PATCH)"
 
 
-def test_a_missing_kubeconfig_fails_naming_it(servers, tmp_path):
+def test_no_kubeconfig_and_nothing_listening_means_not_installed(servers, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(upgrade_plan, '_listening', lambda url: asked.append(url) or False)
     result = run_module(upgrade_plan, args(str(tmp_path / 'nope.conf')))
-    assert result['failed'] is True and result['msg'] == 'kubeconfig %s does not exist' % (tmp_path / 'nope.conf')
+    assert not result.get('failed'), result
+    assert result['installed'] is False and result['direction'] == 'none'
+    assert result['control_planes'] == [] and result['workers'] == [] and result['refusals'] == []
+    assert result['summary'] == ('Kubernetes is not installed (no %s, no kube-apiserver listening on cp1, cp2): '
+                                 'nothing of it moves; install.yml installs it' % (tmp_path / 'nope.conf'))
+    assert asked == [CP1, CP2] and servers.requests == []
+
+
+def test_no_kubeconfig_while_an_api_server_listens_fails_naming_it(servers, tmp_path, monkeypatch):
+    monkeypatch.setattr(upgrade_plan, '_listening', lambda url: url == CP2)
+    result = run_module(upgrade_plan, args(str(tmp_path / 'nope.conf')))
+    assert result['failed'] is True
+    assert result['msg'] == ('kubeconfig %s does not exist, but something listens at the kube-apiserver address of '
+                             'cp2: restore the kubeconfig (install.yml writes it) before an upgrade'
+                             % (tmp_path / 'nope.conf'))
     assert servers.requests == []
+
+
+def test_listening_is_a_real_tcp_connect():
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    try:
+        assert upgrade_plan._listening('https://127.0.0.1:%d' % port) is True
+    finally:
+        listener.close()
+    assert upgrade_plan._listening('https://127.0.0.1:%d' % port) is False
