@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import network, pki_catalog
+from ansible_collections.kubeforge.cluster.plugins.module_utils import ca_rotation, network, pki_catalog
 
 
-def pki_ca_plan(by_host, control_planes, play_hosts):
+def pki_ca_plan(by_host, control_planes, play_hosts, rotating=False):
     """The CA host, the control planes that need the CA files, and every conflict."""
     try:
         found, unreachable = pki_catalog.read_found(dict(by_host))
-        return pki_catalog.ca_plan(list(control_planes), list(play_hosts), found, unreachable)
+        return pki_catalog.ca_plan(list(control_planes), list(play_hosts), found, unreachable, bool(rotating))
     except pki_catalog.PKIPlanError as exc:
         raise AnsibleFilterError("pki_ca_plan: %s" % exc)
 
@@ -42,12 +42,22 @@ def pki_requests(hostvars, hosts, keys_var, control_planes, nodes, settings, val
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days)
 
 
+def pki_first_certificate(pem):
+    """The first certificate of a PEM bundle (a CA's trust file: the signer), alone."""
+    try:
+        data = pem.encode("ascii") if isinstance(pem, str) else bytes(pem)
+        return ca_rotation.first_certificate(data).decode("ascii")
+    except (ca_rotation.RotationError, UnicodeError, TypeError) as exc:
+        raise AnsibleFilterError("pki_first_certificate: %s" % exc)
+
+
 class FilterModule:
     """kubeforge.cluster PKI filters."""
 
     def filters(self):
         return {
             "pki_ca_plan": pki_ca_plan,
+            "pki_first_certificate": pki_first_certificate,
             "pki_host_certificates": pki_host_certificates,
             "pki_requests": pki_requests,
         }

@@ -57,6 +57,15 @@ SERVICES = (
     ("kube-proxy", ("kube-proxy",)),
 )
 
+# The CA files each service reads (below PKI_DIR) besides its own certificates: a CA rotation
+# changes them, and the service trusts (or signs with) the new CA only after a restart.
+SERVICE_CA_FILES = {
+    "etcd": ("etcd/ca.crt",),
+    "kube-apiserver": ("ca.crt", "front-proxy-ca.crt", "etcd/ca.crt"),
+    "kube-controller-manager": ("ca.crt", pki_catalog.SIGNER_FILE, "ca.key", "front-proxy-ca.crt"),
+    "kubelet": ("ca.crt",),
+}
+
 DAY = 86400
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?$")
 # rows without a time left (missing, unreadable) sort first, in the order they were read (a stable
@@ -297,7 +306,7 @@ def service_inputs(specs):
             if spec.get("kubeconfig"):
                 paths.append(spec["kubeconfig"]["dest"])
         if paths:
-            out[service] = paths
+            out[service] = paths + ["%s/%s" % (pki_catalog.PKI_DIR, name) for name in SERVICE_CA_FILES.get(service, ())]
     return out
 
 

@@ -45,6 +45,15 @@ CA_FILES = (
     {"name": "sa", "cert": "sa.pub", "key": "sa.key", "common_name": None, "signer": None},
 )
 CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"))
+# A CA being rotated (module_utils/ca_rotation.py) waits at <name>-new.crt/.key during phase trust;
+# the control planes hold these too while they exist.
+ROTATING_CAS = CA_FILES[:2]
+ROTATION_FILE_NAMES = tuple(entry[key][:-4] + "-new" + entry[key][-4:] for entry in ROTATING_CAS
+                            for key in ("cert", "key"))
+# what kube-controller-manager signs CSRs with: the first certificate of ca.crt (the signer), alone,
+# as its --cluster-signing-cert-file takes exactly one certificate and ca.crt holds two during a
+# rotation; written on the control planes from the CA host's ca.crt
+SIGNER_FILE = "ca-signer.crt"
 # the cluster CAs that sign leaf certificates: batch_requests groups its requests by these names (the
 # spec's "ca"), and by "etcd" for the etcd CA's certificates
 SIGNERS = ("kubernetes", "front-proxy")
@@ -228,7 +237,7 @@ def read_found(by_host):
             unreachable.append(host)
         if answer is None:
             continue
-        entry = dict.fromkeys(CA_FILE_NAMES)
+        entry = dict.fromkeys(CA_FILE_NAMES + ROTATION_FILE_NAMES)
         for item in answer.get("files") or []:
             name = str(item.get("path", "")).rsplit("/", 1)[-1]
             if name in entry:
@@ -237,43 +246,54 @@ def read_found(by_host):
     return found, unreachable
 
 
-def ca_plan(control_planes, play_hosts, found, unreachable=()):
+def ca_plan(control_planes, play_hosts, found, unreachable=(), rotating=False):
     """Choose the CA host and the control planes that need the CA files.
 
     ``found``: {host: {file name: sha256}} for the control planes that were asked (a host that was
-    not asked is absent). Returns {"host", "exists": {file: bool}, "copy_to": [...], "errors": [...]}.
+    not asked is absent). With ``rotating`` (certs.yml moving a CA through its rotation), the CA
+    host's files are the ones that count: control planes that differ are not refused but receive
+    them all. Returns {"host", "exists": {file: bool}, "files": [what the CA host holds], "copy_to":
+    [...], "stale": [rotation files the CA host no longer holds], "errors": [...]}.
     """
     errors = []
     for host in unreachable:
         errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
                       "bring it back or take it out of the inventory" % host)
-    for name in CA_FILE_NAMES:
+    names = CA_FILE_NAMES + ROTATION_FILE_NAMES
+    differ = False
+    for name in names:
         groups = shared_secret.holders({h: found[h].get(name) for h in control_planes if h in found})
         if len(groups) > 1:
+            differ = True
+            if rotating:
+                continue
             held = sorted((h, s) for s, hosts in groups.items() for h in hosts)
             errors.append(
                 "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
-                "control plane (a CA is never replaced by this collection) and run again"
-                % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in held)))
+                "control plane (a CA is never replaced by this collection) and run again; a CA rotation that "
+                "stopped half-way leaves them so: run certs.yml -e certs_action=rotate-ca again with the phase "
+                "it was at" % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in held)))
     holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
-    any_file = [h for h in control_planes if any(found.get(h, {}).values())]
+    any_file = [h for h in control_planes if any(found.get(h, {}).get(n) for n in CA_FILE_NAMES)]
     candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)
     if not candidates:
         raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
     ca_host = candidates[0]
-    held = {name for name in CA_FILE_NAMES if found.get(ca_host, {}).get(name)}
+    held = {name for name in names if found.get(ca_host, {}).get(name)}
     elsewhere = sorted({name for h in control_planes if h != ca_host
-                        for name in CA_FILE_NAMES if found.get(h, {}).get(name)})
+                        for name in names if found.get(h, {}).get(name)})
     missing_here = [name for name in elsewhere if name not in held]
-    if missing_here:
+    if missing_here and not rotating:
         errors.append(
             "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
             "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
             % (ca_host, ", ".join(missing_here), ca_host, PKI_DIR))
     copy_to = [h for h in control_planes if h != ca_host and h in play_hosts
-               and any(not found.get(h, {}).get(name) for name in CA_FILE_NAMES)]
-    return {"host": ca_host, "exists": {name: name in held for name in CA_FILE_NAMES}, "copy_to": copy_to,
-            "errors": errors}
+               and (rotating or any(not found.get(h, {}).get(name) for name in CA_FILE_NAMES))]
+    return {"host": ca_host, "exists": {name: name in held for name in names},
+            "files": [name for name in names if name in held or name in CA_FILE_NAMES],
+            "copy_to": copy_to, "stale": [name for name in ROTATION_FILE_NAMES if name not in held],
+            "differ": differ, "errors": errors}
 
 
 def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days):

@@ -46,7 +46,7 @@ def named(specs):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'pki_ca_plan', 'pki_host_certificates', 'pki_requests'}
+    assert set(FILTERS) == {'pki_ca_plan', 'pki_first_certificate', 'pki_host_certificates', 'pki_requests'}
 
 
 # --------------------------------------------------------------------------- pki_host_certificates
@@ -125,7 +125,10 @@ def test_ca_plan():
                   'cp2': find_result(full, item='cp2', ansible_loop_var='item')}
     result = FILTERS['pki_ca_plan'](registered, CPS, ('cp1', 'cp2', 'w1'))
     assert result['host'] == 'cp2' and result['copy_to'] == ['cp1'] and result['errors'] == []
-    assert all(result['exists'].values())
+    assert all(result['exists'][name] for name in CA_FILES)
+    # in a rotation run every other control plane of the run receives the CA host's files
+    rotating = FILTERS['pki_ca_plan'](registered, CPS, ('cp1', 'cp2', 'w1'), True)
+    assert rotating['copy_to'] == ['cp1'] and rotating['files'] == list(CA_FILES)
 
 
 def test_ca_plan_takes_any_mapping():
@@ -382,3 +385,12 @@ def test_unreachable_control_plane_outside_the_run_reaches_the_plan(tmp_path):
     plan = json.loads(out.read_text())
     assert plan['host'] == 'localhost' and plan['exists']['ca.crt'] is True
     assert len(plan['errors']) == 1 and plan['errors'][0].startswith('cp9 (kube_control_plane) is unreachable')
+
+
+def test_first_certificate_of_a_bundle():
+    first = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'
+    second = '-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n'
+    assert FILTERS['pki_first_certificate'](first + second) == first
+    assert FILTERS['pki_first_certificate'](first.rstrip('\n')) == first
+    with pytest.raises(AnsibleFilterError, match='pki_first_certificate: no certificate'):
+        FILTERS['pki_first_certificate']('')

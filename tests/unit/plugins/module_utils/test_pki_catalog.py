@@ -27,6 +27,8 @@ SETTINGS = {'cluster_name': 'kubeforge', 'service_cidr': '10.233.0.0/18', 'clust
             'api_endpoint': '', 'apiserver_port': 6443, 'apiserver_extra_sans': [],
             'admin_group': 'kubeadm:cluster-admins'}
 CA_FILES = ['ca.crt', 'ca.key', 'front-proxy-ca.crt', 'front-proxy-ca.key', 'sa.pub', 'sa.key']
+ROTATION_FILES = ['ca-new.crt', 'ca-new.key', 'front-proxy-ca-new.crt', 'front-proxy-ca-new.key']
+ALL_FILES = CA_FILES + ROTATION_FILES
 # the table names the parent CA by its CN; the catalogue by the signer certificate_batch is called for
 SIGNER_OF_PARENT = {'kubernetes-ca': 'kubernetes', 'kubernetes-front-proxy-ca': 'front-proxy'}
 CONTROL_PLANE_SET = ['apiserver', 'apiserver-kubelet-client', 'front-proxy-client', 'admin', 'controller-manager',
@@ -425,7 +427,7 @@ SKIPPED = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result
 
 def found(held, skipped=()):
     """One registered ``find`` per host: ``held`` is {host: {file: checksum}}, absent files missing."""
-    out = {host: find_result({name: files[name] for name in CA_FILES if files.get(name)})
+    out = {host: find_result({name: files[name] for name in ALL_FILES if files.get(name)})
            for host, files in held.items()}
     out.update((host, dict(SKIPPED)) for host in skipped)
     return out
@@ -443,7 +445,7 @@ def plan(registered, cps=tuple(CPS), play=tuple(CPS + WORKERS)):
 def test_read_found():
     found_files, unreachable = pki_catalog.read_found(found({'cp1': {'ca.crt': 'abc'}, 'cp2': {}}))
     assert unreachable == []
-    nothing = dict.fromkeys(CA_FILES)
+    nothing = dict.fromkeys(ALL_FILES)
     assert found_files == {'cp1': dict(nothing, **{'ca.crt': 'abc'}), 'cp2': nothing}
 
 
@@ -451,13 +453,14 @@ def test_read_found_of_a_real_find_shape():
     """The keys find really returns, with the loop keys of the delegated task."""
     registered = {'cp3': find_result(full_ca(), item='cp3', ansible_loop_var='item', failed_when_result=False,
                                      invocation={'module_args': {'paths': ['/etc/kubernetes/pki']}})}
-    assert pki_catalog.read_found(registered) == ({'cp3': full_ca()}, [])
+    assert pki_catalog.read_found(registered) == ({'cp3': dict(dict.fromkeys(ALL_FILES), **full_ca())}, [])
 
 
 def test_new_cluster():
     result = plan(found({h: {} for h in CPS}, skipped=WORKERS))
-    assert result == {'host': 'cp1', 'copy_to': ['cp2', 'cp3'], 'errors': [],
-                      'exists': {name: False for name in CA_FILES}}
+    assert result == {'host': 'cp1', 'copy_to': ['cp2', 'cp3'], 'errors': [], 'differ': False,
+                      'exists': {name: False for name in ALL_FILES}, 'files': list(CA_FILES),
+                      'stale': list(pki_catalog.ROTATION_FILE_NAMES)}
 
 
 def test_new_cluster_without_the_first_control_plane_in_the_run():
@@ -469,7 +472,7 @@ def test_ca_on_the_second_control_plane():
     result = plan(found({'cp1': {}, 'cp2': full_ca(), 'cp3': {}}))
     assert result['host'] == 'cp2'
     assert result['copy_to'] == ['cp1', 'cp3']
-    assert result['exists'] == {name: True for name in CA_FILES}
+    assert result['exists'] == {name: name in CA_FILES for name in ALL_FILES}
     assert result['errors'] == []
 
 
@@ -480,13 +483,13 @@ def test_the_holder_of_ca_crt_comes_before_holders_of_other_files():
     # no ca.crt anywhere: the first control plane holding any CA file
     result = plan(found({'cp1': {}, 'cp2': {}, 'cp3': {'sa.key': 'k' * 64}}))
     assert result['host'] == 'cp3' and result['copy_to'] == ['cp1', 'cp2']
-    assert result['exists'] == {name: name == 'sa.key' for name in CA_FILES}
+    assert result['exists'] == {name: name == 'sa.key' for name in ALL_FILES}
 
 
 def test_same_ca_everywhere():
     result = plan(found({h: full_ca() for h in CPS}))
     assert result['host'] == 'cp1' and result['copy_to'] == [] and result['errors'] == []
-    assert all(result['exists'].values())
+    assert all(result['exists'][name] for name in CA_FILES)
 
 
 def test_control_plane_lacking_one_file_gets_the_copies():
@@ -575,14 +578,43 @@ def test_files_that_are_not_ca_files_are_ignored():
     assert unreachable == []
     # sa.pub without a checksum (get_checksum off, or unreadable) still counts as present
     assert [name for name, value in found_files['cp1'].items() if value] == ['sa.pub']
-    assert found_files['cp2'] == dict.fromkeys(CA_FILES)
+    assert found_files['cp2'] == dict.fromkeys(ALL_FILES)
     assert pki_catalog.ca_plan(CPS, CPS, found_files, unreachable)['host'] == 'cp1'
 
 
 def test_empty_directory_is_asked_and_holds_nothing():
     assert pki_catalog.read_found({'cp1': find_result({}, matched=0,
                                                       skipped_paths={'/etc/kubernetes/pki': 'not a directory'})}) \
-        == ({'cp1': dict.fromkeys(CA_FILES)}, [])
+        == ({'cp1': dict.fromkeys(ALL_FILES)}, [])
+
+
+def test_the_rotation_files_are_ca_files():
+    assert list(pki_catalog.ROTATION_FILE_NAMES) == ROTATION_FILES
+
+
+def test_a_rotation_in_progress_is_copied_like_the_ca():
+    trusting = dict(full_ca(), **{'ca.crt': 'bundle' * 8, 'ca-new.crt': 'n' * 64, 'ca-new.key': 'k' * 64})
+    # every control plane trusting: nothing differs, a new control plane gets the rotation files too
+    result = plan(found({'cp1': trusting, 'cp2': trusting, 'cp3': {}}))
+    assert result['errors'] == [] and result['copy_to'] == ['cp3']
+    assert result['files'] == CA_FILES + ['ca-new.crt', 'ca-new.key']
+    assert result['stale'] == ['front-proxy-ca-new.crt', 'front-proxy-ca-new.key']
+
+
+def test_a_rotation_that_stopped_half_way_is_refused_outside_a_rotation_run():
+    # the CA host moved on to phase sign (ca-new.* gone, ca.crt and ca.key replaced); cp2 did not
+    signing = dict(full_ca(), **{'ca.crt': 's' * 64, 'ca.key': 'S' * 64})
+    trusting = dict(full_ca(), **{'ca.crt': 't' * 64, 'ca-new.crt': 'n' * 64, 'ca-new.key': 'k' * 64})
+    registered = found({'cp1': signing, 'cp2': trusting, 'cp3': signing})
+    refused = plan(registered)
+    assert any('ca.crt differs' in e and 'rotate-ca' in e for e in refused['errors']), refused['errors']
+    assert any('lacks ca-new.crt, ca-new.key' in e for e in refused['errors']), refused['errors']
+    # the rotation run: the CA host's files count, every other control plane in the run gets them
+    found_files, unreachable = pki_catalog.read_found(registered)
+    rotating = pki_catalog.ca_plan(CPS, CPS + WORKERS, found_files, unreachable, rotating=True)
+    assert rotating['errors'] == [] and rotating['differ'] is True
+    assert rotating['host'] == 'cp1' and rotating['copy_to'] == ['cp2', 'cp3']
+    assert rotating['stale'] == ROTATION_FILES and rotating['files'] == CA_FILES
 
 
 def test_no_control_plane():
