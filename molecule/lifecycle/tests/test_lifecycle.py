@@ -18,6 +18,8 @@ import threading
 import time
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "etcd", "tests"))
@@ -280,6 +282,168 @@ def test_upgrade_by_one_minor_under_live_clients():
     again = playbook("upgrade.yml", NEW)
     assert again.rc == 0 and again.changed == 0, again.tail()
     assert f"every node already runs Kubernetes {NEW}" in again.text
+
+
+# -- CA rotation ------------------------------------------------------------------------------------
+
+
+class PodLister:
+    """From a worker, outside the pods: lists pods through the node's load balancer every second,
+    reading the trust file and the client certificate anew for each request (as kubectl reads its
+    kubeconfig), and asks the Service every 100 ms; counts answers and failures."""
+
+    SCRIPT = r"""
+import json, ssl, sys, threading, time, urllib.request, os
+service, stop, creds = sys.argv[1], sys.argv[2], sys.argv[3]
+lock = threading.Lock()
+def say(line):
+    with lock:
+        print(line, flush=True)
+def pods():
+    while not os.path.exists(stop):
+        try:
+            ctx = ssl.create_default_context(cafile="/etc/kubernetes/pki/ca.crt")
+            ctx.load_cert_chain(creds + "/client.crt", creds + "/client.key")
+            body = urllib.request.urlopen("https://127.0.0.1:6443/api/v1/namespaces/default/pods?limit=50",
+                                          context=ctx, timeout=3).read()
+            say("pods ok %d" % len(json.loads(body)["items"]))
+        except Exception as exc:
+            say("pods fail " + type(exc).__name__ + " " + str(exc).replace(" ", "_")[:80])
+        time.sleep(1)
+def svc():
+    while not os.path.exists(stop):
+        try:
+            urllib.request.urlopen("http://%s/" % service, timeout=2).read()
+            say("svc ok")
+        except Exception as exc:
+            say("svc fail " + type(exc).__name__)
+        time.sleep(0.1)
+threads = [threading.Thread(target=pods), threading.Thread(target=svc)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+    CREDS = "/root/rotation-client"
+
+    def __init__(self, node, service_ip):
+        self.node, self.service_ip = node, service_ip
+        self.counts = {"pods ok": 0, "pods fail": 0, "svc ok": 0, "svc fail": 0}
+        self.errors = {}
+        self.stop_file = "/tmp/rotation-client.stop"
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def give_admin_credentials(self):
+        """What a user does after phase sign: take the re-issued admin certificate (admin.conf's)."""
+        for name in ("crt", "key"):
+            data = bed.sh(CP1, f"cat /etc/kubernetes/pki/kubeconfig/admin.{name}")[1]
+            bed.sh(self.node, f"mkdir -p {self.CREDS} && umask 077 && cat > {self.CREDS}/client.{name}.tmp "
+                              f"<<'EOF'\n{data}\nEOF\nmv {self.CREDS}/client.{name}.tmp {self.CREDS}/client.{name}")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) >= 2:
+                key = " ".join(parts[:2])
+                self.counts[key] = self.counts.get(key, 0) + 1
+                if parts[1] == "fail":
+                    self.errors[" ".join(parts)] = self.errors.get(" ".join(parts), 0) + 1
+
+    def __enter__(self):
+        self.give_admin_credentials()
+        bed.sh(self.node, f"rm -f {self.stop_file}")
+        self.proc = subprocess.Popen(["podman", "exec", self.node, "python3", "-c", self.SCRIPT, self.service_ip,
+                                      self.stop_file, self.CREDS], stdout=subprocess.PIPE, text=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        bed.sh(self.node, f"touch {self.stop_file}")
+        self.proc.wait(timeout=30)
+        self.thread.join(timeout=10)
+
+
+def trust_fingerprints(node, path="/etc/kubernetes/pki/ca.crt"):
+    """The SHA-256 fingerprints of the certificates of a trust file on ``node``, in order."""
+    data = bed.sh(node, f"cat {path}")[1].encode()
+    return [cert.fingerprint(hashes.SHA256()).hex() for cert in x509.load_pem_x509_certificates(data)]
+
+
+def test_rotating_the_cluster_ca_while_a_client_lists_pods():
+    nodes = STATE["cps"] + STATE["workers"]
+    old = trust_fingerprints(CP1)
+    assert len(old) == 1 and all(trust_fingerprints(n) == old for n in nodes)
+    ip = kubectl("get service web -o jsonpath='{.spec.clusterIP}'")[1].strip()
+    seconds = {}
+    with PodLister(W1, ip) as client:
+        time.sleep(3)
+        for phase in ("trust", "sign", "finish"):
+            extra = {"certs_action": "rotate-ca", "certs_rotate_ca": "ca", "certs_rotate_phase": phase}
+            if phase == "sign":
+                # the leaves the new CA issues live 14 minutes: the short-lifetime test rides on them
+                extra.update(pki_cert_validity_days=0.01, pki_cert_renew_before_days=0.005)
+            run = playbook("certs.yml", NEW, extra=extra)
+            seconds[phase] = run.seconds
+            report_file.step(f"certs.yml rotate-ca ca phase {phase}", run.seconds, changed=run.changed)
+            assert run.rc == 0, run.tail()
+            trust = trust_fingerprints(CP1)
+            assert all(trust_fingerprints(n) == trust for n in nodes), phase
+            if phase == "trust":
+                assert trust[0] == old[0] and len(trust) == 2
+                new = trust[1]
+                # the CA host keeps the new CA beside the old one; every control plane holds it
+                for cp in STATE["cps"]:
+                    assert trust_fingerprints(cp, "/etc/kubernetes/pki/ca-new.crt") == [new]
+                    assert bed.sh(cp, "stat -c %a /etc/kubernetes/pki/ca-new.key")[1].strip() == "600"
+            elif phase == "sign":
+                assert trust == [new, old[0]]
+                assert trust_fingerprints(CP1, "/etc/kubernetes/pki/ca-signer.crt") == [new]
+                client.give_admin_credentials()
+                # minutes left: reported, then renewed by a plain renew run (the default window)
+                short = playbook("certs.yml", NEW, extra={"certs_fail_within": "20m"})
+                message = short.failure()
+                assert short.rc != 0 and "/etc/kubernetes/pki/apiserver.crt" in message, short.tail()
+                assert re.search(r"apiserver\.crt \(apiserver\): \d{1,2}m left", message), message
+                renew = playbook("certs.yml", NEW, extra={"certs_action": "renew"})
+                seconds["renew"] = renew.seconds
+                report_file.step("certs.yml renew of 14-minute certificates", renew.seconds)
+                assert renew.rc == 0, renew.tail()
+                left = bed.sh(CP1, "openssl x509 -noout -checkend 25920000 -in /etc/kubernetes/pki/apiserver.crt",
+                              check=False)[0]
+                assert left == 0, "apiserver.crt was not renewed for 300 days and more"
+                # the user takes the re-issued admin certificate before the old CA goes
+                client.give_admin_credentials()
+            else:
+                assert trust == [new]
+        time.sleep(3)
+    counts = client.counts
+    report_file.figure("CA rotation pod listings", {"ok": counts["pods ok"], "failed": counts["pods fail"]})
+    report_file.figure("CA rotation service answers", {"ok": counts["svc ok"], "failed": counts["svc fail"]})
+    say(f"CA rotation (trust {seconds['trust']:.1f} s, sign {seconds['sign']:.1f} s, renew of 14-minute "
+        f"certificates {seconds['renew']:.1f} s, finish {seconds['finish']:.1f} s): "
+        f"pod listings through {W1}'s load balancer {counts['pods ok']} ok / {counts['pods fail']} failed; "
+        f"Service {counts['svc ok']} ok / {counts['svc fail']} failed; failures {client.errors}")
+    # every certificate of the cluster CA is the new CA's, verified on its host
+    for node in nodes:
+        for path in ("/var/lib/kubelet/pki/kubelet.crt", "/var/lib/kubelet/pki/kubelet-client.crt"):
+            assert bed.sh(node, f"openssl verify -CAfile /etc/kubernetes/pki/ca.crt {path}", check=False)[0] == 0
+    for cp in STATE["cps"]:
+        assert bed.sh(cp, "openssl verify -CAfile /etc/kubernetes/pki/ca.crt /etc/kubernetes/pki/apiserver.crt",
+                      check=False)[0] == 0
+        assert bed.sh(cp, "test ! -e /etc/kubernetes/pki/ca-new.crt && test ! -e /etc/kubernetes/pki/ca-new.key",
+                      check=False)[0] == 0
+    assert all(ready(n) for n in nodes)
+    assert counts["pods ok"] > 30 and counts["svc ok"] > 100, counts
+    assert counts["pods fail"] == 0, client.errors
+    assert counts["svc fail"] == 0, client.errors
+    table = playbook("certs.yml", NEW)
+    assert table.rc == 0 and "not signed by" not in table.text, table.tail()
+    again = playbook("certs.yml", NEW, extra={"certs_action": "rotate-ca", "certs_rotate_ca": "ca",
+                                              "certs_rotate_phase": "finish"})
+    assert again.rc == 0 and again.changed == 0, again.tail()
+    out_of_order = playbook("certs.yml", NEW, extra={"certs_action": "rotate-ca", "certs_rotate_ca": "ca",
+                                                     "certs_rotate_phase": "sign"})
+    assert out_of_order.rc != 0 and "the next phase is trust" in " ".join(out_of_order.failure().split())
+    assert out_of_order.changed == 0
+    assert trust_fingerprints(CP1) == [new]
 
 
 def test_a_downgrade_not_asked_for_is_refused_before_any_change():

@@ -116,6 +116,11 @@ def test_service_inputs_come_from_the_catalogue():
                             "kube-proxy"]
     assert pki_catalog.PKI_DIR + "/apiserver-etcd-client.key" in inputs["kube-apiserver"]
     assert pki_catalog.KUBECONFIG_DIR + "/scheduler.conf" in inputs["kube-scheduler"]
+    # the CA files they read: a CA rotation changes them, and a restart follows
+    assert {pki_catalog.PKI_DIR + "/ca.crt", pki_catalog.PKI_DIR + "/front-proxy-ca.crt"} <= set(inputs["kube-apiserver"])
+    assert pki_catalog.PKI_DIR + "/ca-signer.crt" in inputs["kube-controller-manager"]
+    assert pki_catalog.PKI_DIR + "/ca.crt" in inputs["kubelet"]
+    assert pki_catalog.PKI_DIR + "/etcd/ca.crt" in inputs["etcd"]
     _cas, specs = cert_expiry.host_layout("e1", CPS, NODES, ETCD)
     assert list(cert_expiry.service_inputs(specs)) == ["etcd"]
 
