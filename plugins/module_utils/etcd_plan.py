@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
 # the keys of an etcd_member result (module_utils.etcd_member.PROBE_KEYS)
@@ -285,7 +285,7 @@ def plan_converge(c, data):
     missing = [h for h in c.etcd_hosts if h not in c.play_hosts]
     for host in c.etcd_hosts:
         if (c.hosts.get(host) or {}).get("unreachable"):
-            c.errors.append("%s (etcd group) is unreachable" % host)
+            c.errors.append(unreachable_error(host, "etcd group"))
     if not c.exists:
         if missing:
             c.errors.append(

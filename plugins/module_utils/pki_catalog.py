@@ -27,7 +27,7 @@ import ipaddress
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.pki import day_count
-from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 PKI_DIR = "/etc/kubernetes/pki"
 KUBECONFIG_DIR = "/etc/kubernetes"
@@ -255,10 +255,7 @@ def ca_plan(control_planes, play_hosts, found, unreachable=(), rotating=False):
     them all. Returns {"host", "exists": {file: bool}, "files": [what the CA host holds], "copy_to":
     [...], "stale": [rotation files the CA host no longer holds], "errors": [...]}.
     """
-    errors = []
-    for host in unreachable:
-        errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
-                      "bring it back or take it out of the inventory" % host)
+    errors = [unreachable_error(host, "kube_control_plane", "the cluster CA") for host in unreachable]
     names = CA_FILE_NAMES + ROTATION_FILE_NAMES
     differ = False
     for name in names:
