@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.kubeforge.cluster.plugins.module_utils import shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
@@ -214,44 +215,40 @@ class Cluster:
     # -- the CA -------------------------------------------------------------------------------
 
     def ca(self):
-        """Which host holds the etcd CA (or creates it) and which hosts need a copy."""
-        holders = []
+        """Which host holds the etcd CA (or creates it) and which hosts need a copy.
+
+        The decision is ``shared_secret.share``'s, as for the cluster CAs: the CA host is the first
+        member holding the certificate and the key, else the first member asked (of the run first).
+        Only the run's members that run or hold data are compared, by the certificate: a fresh
+        member holding another CA receives the cluster's.
+        """
+        held = {}
         for host in self.etcd_hosts:
             probe = self.probe(host)
             if not probe:
                 continue
             cert, key = probe["ca"].get("cert"), probe["ca"].get("key")
-            if cert and key:
-                holders.append(host)
-            elif cert or key:
+            held[host] = {"cert": cert, "key": key}
+            if bool(cert) != bool(key):
                 self.warnings.append("%s holds the etcd CA %s without its %s; it gets the full CA from the CA host"
                                      % (host, "certificate" if cert else "key", "key" if cert else "certificate"))
-        if holders:
-            ca_host = holders[0]
-        else:
-            candidates = [h for h in self.etcd_hosts if self.probe(h)]
-            ca_host = next((h for h in candidates if h in self.play_hosts), candidates[0] if candidates else None)
+        in_use = [h for h in self.play_hosts if h in held
+                  and (self.probe(h).get("initialized") or self.probe(h)["service"].get("active"))]
+        placed = shared_secret.share(
+            self.etcd_hosts, self.play_hosts, held, ("cert", "key"),
+            prefer=(lambda files: files["cert"] and files["key"],),
+            creators=[h for h in held if h in self.play_hosts] + [h for h in held if h not in self.play_hosts],
+            compare=("cert",), compared=in_use)
+        ca_host = placed["host"]
         if ca_host is None:
             self.errors.append("no etcd host could be asked whether it holds the etcd CA")
             return {"host": None, "copy_to": [], "exists": False}
-        reference = self.probe(ca_host)["ca"] if holders else {"cert": None, "key": None}
-        copy_to = []
-        for host in self.play_hosts:
-            probe = self.probe(host)
-            if not probe or host == ca_host:
-                continue
-            cert, key = probe["ca"].get("cert"), probe["ca"].get("key")
-            if (cert, key) == (reference["cert"], reference["key"]) and cert:
-                continue
-            in_use = probe.get("initialized") or probe["service"].get("active")
-            if cert and reference["cert"] and cert != reference["cert"] and in_use:
-                self.errors.append(
-                    "%s holds another etcd CA than %s (/etc/kubernetes/pki/etcd/ca.crt differs) and runs or holds "
-                    "member data: the members of one cluster share one CA. Make the CA files the same, or wipe %s "
-                    "(remove_node.yml -e node=%s) before it joins" % (host, ca_host, host, host))
-                continue
-            copy_to.append(host)
-        return {"host": ca_host, "copy_to": copy_to, "exists": bool(holders)}
+        for host in placed["conflicting"]:
+            self.errors.append(
+                "%s holds another etcd CA than %s (/etc/kubernetes/pki/etcd/ca.crt differs) and runs or holds "
+                "member data: the members of one cluster share one CA. Make the CA files the same, or wipe %s "
+                "(remove_node.yml -e node=%s) before it joins" % (host, ca_host, host, host))
+        return {"host": ca_host, "copy_to": placed["copy_to"], "exists": placed["holder"]}
 
     # -- versions -----------------------------------------------------------------------------
 

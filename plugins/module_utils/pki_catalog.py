@@ -17,8 +17,9 @@ The catalogue has two parts, one per CA family, in the same form (see ``_spec``)
 Both flows turn every host's list and its keys into the requests of one ``certificate_batch``
 call per CA with :func:`batch_requests`. :func:`ca_plan` picks the control plane that holds (or
 will create) the cluster CAs and the service-account key pair, lists the control planes that lack
-them, and refuses control planes that hold different CAs. What a probe of another host
-registered is read by ``probe.read_answer``, the same rule for both flows.
+them, and refuses control planes that hold different CAs, by ``shared_secret.share``, the decision
+the etcd plan makes for the etcd CA. What a probe of another host registered is read by
+``probe.read_answer``, the same rule for both flows.
 """
 
 from __future__ import annotations
@@ -250,47 +251,44 @@ def ca_plan(control_planes, play_hosts, found, unreachable=(), rotating=False):
     """Choose the CA host and the control planes that need the CA files.
 
     ``found``: {host: {file name: sha256}} for the control planes that were asked (a host that was
-    not asked is absent). With ``rotating`` (certs.yml moving a CA through its rotation), the CA
-    host's files are the ones that count: control planes that differ are not refused but receive
-    them all. Returns {"host", "exists": {file: bool}, "files": [what the CA host holds], "copy_to":
-    [...], "stale": [rotation files the CA host no longer holds], "errors": [...]}.
+    not asked is absent). The decision is ``shared_secret.share``'s, as for the etcd CA: the CA
+    host is the first control plane holding ``ca.crt``, else any CA file, else the first of the
+    run; every control plane is compared. With ``rotating`` (certs.yml moving a CA through its
+    rotation), the CA host's files are the ones that count: control planes that differ are not
+    refused but receive them all. Returns {"host", "exists": {file: bool}, "files": [what the CA
+    host holds], "copy_to": [...], "stale": [rotation files the CA host no longer holds], "errors":
+    [...]}.
     """
     errors = [unreachable_error(host, "kube_control_plane", "the cluster CA") for host in unreachable]
     names = CA_FILE_NAMES + ROTATION_FILE_NAMES
-    differ = False
-    for name in names:
-        groups = shared_secret.holders({h: found[h].get(name) for h in control_planes if h in found})
-        if len(groups) > 1:
-            differ = True
-            if rotating:
-                continue
+    placed = shared_secret.share(
+        control_planes, play_hosts, found, names,
+        prefer=(lambda files: files.get("ca.crt"), lambda files: any(files.get(n) for n in CA_FILE_NAMES)),
+        creators=[h for h in control_planes if h in play_hosts] or list(control_planes),
+        required=CA_FILE_NAMES)
+    ca_host = placed["host"]
+    if ca_host is None:
+        raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
+    if not rotating:
+        for name, groups in placed["differ"].items():
             held = sorted((h, s) for s, hosts in groups.items() for h in hosts)
             errors.append(
                 "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
                 "control plane (a CA is never replaced by this collection) and run again; a CA rotation that "
                 "stopped half-way leaves them so: run certs.yml -e certs_action=rotate-ca again with the phase "
                 "it was at" % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in held)))
-    holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
-    any_file = [h for h in control_planes if any(found.get(h, {}).get(n) for n in CA_FILE_NAMES)]
-    candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)
-    if not candidates:
-        raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
-    ca_host = candidates[0]
-    held = {name for name in names if found.get(ca_host, {}).get(name)}
-    elsewhere = sorted({name for h in control_planes if h != ca_host
-                        for name in names if found.get(h, {}).get(name)})
-    missing_here = [name for name in elsewhere if name not in held]
-    if missing_here and not rotating:
-        errors.append(
-            "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
-            "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
-            % (ca_host, ", ".join(missing_here), ca_host, PKI_DIR))
-    copy_to = [h for h in control_planes if h != ca_host and h in play_hosts
-               and (rotating or any(not found.get(h, {}).get(name) for name in CA_FILE_NAMES))]
+        if placed["missing"]:
+            errors.append(
+                "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
+                "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
+                % (ca_host, ", ".join(placed["missing"]), ca_host, PKI_DIR))
+    held = set(placed["held"])
+    # a rotation run copies everything the CA host holds to every other control plane of the run
+    copy_to = [h for h in control_planes if h != ca_host and h in play_hosts] if rotating else placed["copy_to"]
     return {"host": ca_host, "exists": {name: name in held for name in names},
             "files": [name for name in names if name in held or name in CA_FILE_NAMES],
             "copy_to": copy_to, "stale": [name for name in ROTATION_FILE_NAMES if name not in held],
-            "differ": differ, "errors": errors}
+            "differ": bool(placed["differ"]), "errors": errors}
 
 
 def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days):

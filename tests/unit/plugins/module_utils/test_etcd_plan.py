@@ -149,6 +149,31 @@ def test_fresh_host_with_a_stale_ca_gets_the_cluster_ca():
     assert result["errors"] == [] and result["ca"]["copy_to"] == ["e4"]
 
 
+def test_running_member_with_the_cluster_certificate_but_another_key_gets_the_key():
+    probes = healthy_cluster()
+    probes["e3"]["ca"] = {"cert": "c1", "key": "other"}
+    result = run(data("converge", HOSTS, probes))
+    assert result["errors"] == [] and result["ca"] == {"host": "e1", "copy_to": ["e3"], "exists": True}
+
+
+def test_members_outside_the_run_are_neither_compared_nor_copied_to():
+    hosts = HOSTS + ["e4"]
+    probes = healthy_cluster()
+    probes["e2"]["ca"] = {"cert": "other", "key": "otherkey"}
+    probes["e4"] = probe(initialized=False, active=False, version=None, ca=(None, None))
+    result = run(data("converge", hosts, probes, play=["e4"]))
+    assert result["errors"] == [] and result["ca"] == {"host": "e1", "copy_to": ["e4"], "exists": True}
+
+
+def test_the_first_member_holding_the_whole_ca_is_the_ca_host():
+    probes = healthy_cluster()
+    probes["e1"]["ca"] = {"cert": "c1", "key": None}
+    result = run(data("converge", HOSTS, probes))
+    assert result["ca"] == {"host": "e2", "copy_to": ["e1"], "exists": True}
+    assert result["warnings"] == ["e1 holds the etcd CA certificate without its key; it gets the full CA from the "
+                                  "CA host"]
+
+
 # -- joining ---------------------------------------------------------------------------------------
 
 def test_new_members_join_one_after_the_other():
