@@ -44,11 +44,29 @@ def pki_etcd_requests(hostvars, members, keys_var, outside_keys, etcd_hosts, con
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days).get("etcd", [])
 
 
+def pki_etcd_issued(specs, host, signed):
+    """The certificates of ``specs`` (``host``'s, from pki_etcd_certificates) that the batch issued."""
+    try:
+        return pki_catalog.issued(host, list(specs), dict(signed or {}))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("pki_etcd_issued: %s: %s" % (host, exc))
+
+
+def pki_etcd_outside_files(hosts, ca_read, signed):
+    """The etcd CA certificate and the issued client certificates of the control planes outside the etcd group."""
+    try:
+        return pki_catalog.etcd_outside_files(list(hosts), dict(ca_read or {}), dict(signed or {}))
+    except (pki_catalog.PKIPlanError, KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("pki_etcd_outside_files: %s" % exc)
+
+
 class FilterModule:
     """kubeforge.cluster etcd PKI filters."""
 
     def filters(self):
         return {
             "pki_etcd_certificates": pki_etcd_certificates,
+            "pki_etcd_issued": pki_etcd_issued,
+            "pki_etcd_outside_files": pki_etcd_outside_files,
             "pki_etcd_requests": pki_etcd_requests,
         }

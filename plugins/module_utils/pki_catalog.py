@@ -15,7 +15,7 @@ The catalogue has two parts, one per CA family, in the same form (see ``_spec``)
   member holds that CA and in which order members restart.
 
 Both flows turn every host's list and its keys into the requests of one ``certificate_batch``
-call per CA with :func:`batch_requests`. :func:`ca_plan` picks the control plane that holds (or
+call per CA with :func:`batch_requests`, and pick what it issued for a host with :func:`issued`. :func:`ca_plan` picks the control plane that holds (or
 will create) the cluster CAs and the service-account key pair, lists the control planes that lack
 them, and refuses control planes that hold different CAs, by ``shared_secret.share``, the decision
 the etcd plan makes for the etcd CA. What a probe of another host registered is read by
@@ -24,6 +24,8 @@ the etcd plan makes for the etcd CA. What a probe of another host registered is 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
@@ -312,4 +314,56 @@ def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days
                 request["dns_names"] = spec["dns_names"]
                 request["ip_addresses"] = spec["ip_addresses"]
             out.setdefault(spec["ca"], []).append(request)
+    return out
+
+
+def _signed_certificates(signed):
+    """{request id: {"certificate", "reason", ...}} from what a ``certificate_batch`` task registered:
+    one result, or a looped task's (one result per CA); nothing for a skipped or missing one."""
+    out = {}
+    for result in (signed or {}).get("results") or [signed or {}]:
+        if isinstance(result, dict) and not result.get("skipped"):
+            out.update(result.get("certificates") or {})
+    return out
+
+
+def issued(host, specs, signed):
+    """The certificates of ``specs`` (``host``'s entries of the catalogue) that ``signed`` (what the
+    ``certificate_batch`` task registered) holds for ``host``, in the order of ``specs``: each
+    {"name", "cert_path", "certificate", "reason"}. A request the batch left alone, or one it would
+    issue in check mode (no certificate), is not among them."""
+    certificates = _signed_certificates(signed)
+    out = []
+    for spec in specs:
+        entry = certificates.get("%s/%s" % (host, spec["name"])) or {}
+        if entry.get("certificate"):
+            out.append({"name": spec["name"], "cert_path": spec["cert_path"], "certificate": entry["certificate"],
+                        "reason": entry.get("reason") or ""})
+    return out
+
+
+def slurped(read, name):
+    """The text of ``name`` from a looped ``ansible.builtin.slurp`` task's registration (the loop's
+    items are file names), or None when it was not read (skipped, or not in the loop)."""
+    for result in (read or {}).get("results") or []:
+        if result.get("item") == name and result.get("content") is not None:
+            try:
+                return base64.b64decode(result["content"], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise PKIPlanError("%s as read: %s" % (name, exc))
+    return None
+
+
+def etcd_outside_files(hosts, ca_read, signed):
+    """What the control planes ``hosts`` outside the etcd group receive from the etcd CA host: the CA
+    certificate (as its ``slurp`` of ``etcd/ca.crt`` read it, in ``ca_read``) and their
+    apiserver-etcd-client certificate when ``signed`` issued it. Each {"host", "dest", "content"},
+    host by host, the CA first."""
+    ca_cert = slurped(ca_read, ETCD_CA["cert"].rsplit("/", 1)[-1])
+    out = []
+    for host in hosts:
+        if ca_cert is not None:
+            out.append({"host": host, "dest": "%s/%s" % (PKI_DIR, ETCD_CA["cert"]), "content": ca_cert})
+        for entry in issued(host, etcd_certificates(host, False, True), signed):
+            out.append({"host": host, "dest": entry["cert_path"], "content": entry["certificate"]})
     return out
