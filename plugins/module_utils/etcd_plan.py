@@ -68,6 +68,56 @@ def read_probes(hosts, results):
     return out
 
 
+# What a running member is restarted for when one of this run's tasks changed it (etcd_member also
+# reports the inputs changed after etcd started, for a run that stopped before restarting): its
+# settings and unit files (not the bootstrap settings, read only at the first start, nor etcdctl's),
+# the certificates and CA etcd serves and checks with, its binary.
+RESTART_CERTIFICATES = ("server", "peer")
+RESTART_CA_FILE = "ca.crt"
+
+
+def _results(registered):
+    return [r for r in (registered or {}).get("results") or [] if isinstance(r, dict)]
+
+
+def inputs_changed(registered, ignored_files=()):
+    """Whether one member's tasks of this run changed what its running etcd reads.
+
+    ``registered``: what those tasks registered on the member, by role: ``files`` (the settings
+    files, looped over {"dest"}), ``certificates`` (the certificates written, looped over {"name"}),
+    ``ca`` (the CA copied, looped over the slurp results, whose "item" is the file name) and
+    ``binary`` (the binaries); a missing or skipped registration changed nothing.
+    """
+    files = [r for r in _results(registered.get("files")) if r.get("changed")
+             and (r.get("item") or {}).get("dest") not in ignored_files]
+    certificates = [r for r in _results(registered.get("certificates")) if r.get("changed")
+                    and (r.get("item") or {}).get("name") in RESTART_CERTIFICATES]
+    ca = [r for r in _results(registered.get("ca")) if r.get("changed")
+          and (r.get("item") or {}).get("item") == RESTART_CA_FILE]
+    return bool(files or certificates or ca or (registered.get("binary") or {}).get("changed"))
+
+
+def restart_order(order, play_hosts, probes, registered, ignored_files=()):
+    """The running members of this run to restart, in the plan's ``order`` (followers first, the
+    leader last).
+
+    A member is restarted when etcd runs there (``probes``: what the plan read, by host), this run
+    did not just start it (``registered[host]["started"]``), and its inputs changed: in this run
+    (:func:`inputs_changed` of ``registered[host]``), or after etcd started (the probe's ``stale``).
+    """
+    out = []
+    for host in order:
+        if host not in play_hosts:
+            continue
+        service = ((probes or {}).get(host) or {}).get("service") or {}
+        mine = (registered or {}).get(host) or {}
+        if not service.get("active") or (mine.get("started") or {}).get("changed"):
+            continue
+        if service.get("stale") or inputs_changed(mine, ignored_files):
+            out.append(host)
+    return out
+
+
 VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)")
 
 

@@ -37,8 +37,8 @@ def signed(**issued):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'pki_etcd_certificates', 'pki_etcd_issued', 'pki_etcd_outside_files',
-                            'pki_etcd_requests'}
+    assert set(FILTERS) == {'etcd_restart_order', 'pki_etcd_certificates', 'pki_etcd_issued',
+                            'pki_etcd_outside_files', 'pki_etcd_requests'}
 
 
 def test_issued():
@@ -63,6 +63,28 @@ def test_outside_files():
         FILTERS['pki_etcd_outside_files'](['cp2'], {'results': [{'item': 'ca.crt', 'content': '#'}]}, {})
 
 
+REGISTERED_VARS = {'files': 'files', 'certificates': 'written', 'ca': 'copied', 'binary': 'binary',
+                   'started': 'started'}
+RUNNING = {'service': {'active': True, 'stale': []}}
+
+
+def test_restart_order_reads_each_member_registrations_by_name():
+    hostvars = {'etcd1': {'written': {'results': [{'item': {'name': 'server'}, 'changed': True}]}},
+                'etcd2': {'binary': {'changed': True}, 'started': {'changed': True}},
+                'etcd3': {'copied': {'results': [{'item': {'item': 'ca.crt'}, 'changed': True}]}}}
+    probes = {'etcd1': RUNNING, 'etcd2': RUNNING, 'etcd3': RUNNING}
+    order = ['etcd3', 'etcd2', 'etcd1']
+    assert FILTERS['etcd_restart_order'](hostvars, order, ['etcd1', 'etcd2', 'etcd3'], probes,
+                                         REGISTERED_VARS) == ['etcd3', 'etcd1']
+    # a member of the plan outside the run is not looked up
+    assert FILTERS['etcd_restart_order'](hostvars, order + ['etcd4'], ('etcd1',), probes, REGISTERED_VARS) == ['etcd1']
+
+
+def test_restart_order_of_a_host_missing_from_hostvars_is_a_filter_error():
+    with pytest.raises(AnsibleFilterError, match='^etcd_restart_order: '):
+        FILTERS['etcd_restart_order']({}, ['etcd1'], ['etcd1'], {'etcd1': RUNNING}, REGISTERED_VARS)
+
+
 # --------------------------------------------------------------------------- the role's variables
 
 def ansible_playbook(playbook, inventory, **extra_vars):
@@ -83,10 +105,22 @@ ROLE_PLAY = r"""
       ansible.builtin.set_fact:
         __etcd_signed: "{{ registered_signed }}"
         __etcd_ca_files: "{{ registered_ca_files }}"
+        __etcd_plan_run: "{{ plan_run }}"
+        __etcd_files: "{{ registered_files[inventory_hostname] }}"
+    - name: The certificates written (the role's own loop over its variable)
+      ansible.builtin.set_fact:
+        written: "{{ item }}"
+      loop: "{{ __etcd_my_issued }}"
+      loop_control:
+        label: "{{ item.name }}: {{ item.reason }}"
+      changed_when: true
+      register: __etcd_certs_written
     - name: The role's variables, as each host sees them
       ansible.builtin.copy:
         dest: "{{ out }}/{{ inventory_hostname }}.json"
-        content: "{{ {'issued': __etcd_my_issued, 'outside': __etcd_cp_outside_files} | to_json }}"
+        content: >-
+          {{ {'issued': __etcd_my_issued, 'outside': __etcd_cp_outside_files, 'restart': __etcd_restart_order}
+             | to_json }}
       delegate_to: localhost
 """
 
@@ -107,8 +141,14 @@ def test_the_role_variables_in_a_real_playbook(tmp_path):
     registered_ca_files = {'changed': False, 'results': [
         {'item': 'ca.crt', 'content': base64.b64encode((PEM % 'CA').encode()).decode(), 'encoding': 'base64'},
         {'item': 'ca.key', 'content': base64.b64encode(b'key').decode(), 'encoding': 'base64'}]}
+    # etcd1 leads; nothing was started; etcd1's settings file is unchanged, etcd2's bootstrap file was written
+    plan_run = {'plan': {'order': ['etcd2', 'etcd1']}, 'probes': {'etcd1': RUNNING, 'etcd2': RUNNING}}
+    registered_files = {
+        'etcd1': {'changed': False, 'results': [{'item': {'dest': '/etc/etcd/etcd.env'}, 'changed': False}]},
+        'etcd2': {'changed': True, 'results': [{'item': {'dest': '/etc/etcd/etcd-bootstrap.env'}, 'changed': True}]}}
     proc = ansible_playbook(playbook, inventory, root=ROOT, out=str(out), registered_signed=registered_signed,
-                            registered_ca_files=registered_ca_files)
+                            registered_ca_files=registered_ca_files, plan_run=plan_run,
+                            registered_files=registered_files)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     seen = {host: json.loads((out / (host + '.json')).read_text()) for host in ('etcd1', 'etcd2')}
     assert [(e['name'], e['cert_path'], e['certificate']) for e in seen['etcd1']['issued']] == [
@@ -119,3 +159,6 @@ def test_the_role_variables_in_a_real_playbook(tmp_path):
     expected = [{'host': 'cp2', 'dest': '/etc/kubernetes/pki/etcd/ca.crt', 'content': PEM % 'CA'},
                 {'host': 'cp2', 'dest': '/etc/kubernetes/pki/apiserver-etcd-client.crt', 'content': PEM % 'C2'}]
     assert all(seen[host]['outside'] == expected for host in seen)
+    # etcd1 wrote its server certificate, etcd2 its peer certificate (its bootstrap settings alone would
+    # not count): both restart, in the plan's order, the leader last
+    assert seen['etcd1']['restart'] == ['etcd2', 'etcd1'] == seen['etcd2']['restart']

@@ -500,3 +500,78 @@ def test_action_reports_warnings(tmp_path):
 def test_action_rejects_a_bad_mode(tmp_path):
     rc, task, output = action(tmp_path, "grow", healthy_cluster())
     assert rc != 0 and task["failed"] and "grow" in task["msg"] and "mode" in task["msg"], output
+
+
+# -- the restart order, from what this run's tasks registered --------------------------------------------
+
+IGNORED = ["/etc/etcd/etcd-bootstrap.env", "/etc/etcd/etcdctl.env"]
+
+
+def looped(*items):
+    """A looped task's registration: ``items`` are (loop item, changed) pairs."""
+    return {"changed": any(c for _, c in items), "msg": "All items completed",
+            "results": [{"item": item, "changed": changed, "ansible_loop_var": "item"} for item, changed in items]}
+
+
+def running(stale=()):
+    return {"service": {"active": True, "state": "active/running", "stale": list(stale)}}
+
+
+def nothing_changed():
+    return {"files": looped(({"src": "etcd.env.j2", "dest": "/etc/etcd/etcd.env"}, False)),
+            "certificates": {"changed": False, "skipped": True, "skipped_reason": "No items in the list", "results": []},
+            "ca": looped(({"item": "ca.crt", "content": "Y2E="}, False), ({"item": "ca.key", "content": "a2V5"}, False)),
+            "binary": {"changed": False}, "started": {"changed": False, "skipped": True}}
+
+
+def restart(registered, probes=None, order=("e2", "e3", "e1"), play=HOSTS):
+    probes = {h: running() for h in HOSTS} if probes is None else probes
+    return plan_mod.restart_order(list(order), list(play), probes, registered, IGNORED)
+
+
+def test_a_run_that_changed_nothing_restarts_nothing():
+    assert restart({h: nothing_changed() for h in HOSTS}) == []
+    assert restart({}) == []
+
+
+@pytest.mark.parametrize("role, registered", [
+    ("files", looped(({"src": "etcd.env.j2", "dest": "/etc/etcd/etcd.env"}, True))),
+    ("files", looped(({"src": "etcd.service.j2", "dest": "/etc/systemd/system/etcd.service"}, True))),
+    ("certificates", looped(({"name": "server", "cert_path": "/etc/kubernetes/pki/etcd/server.crt"}, True))),
+    ("certificates", looped(({"name": "peer", "cert_path": "/etc/kubernetes/pki/etcd/peer.crt"}, True))),
+    ("ca", looped(({"item": "ca.crt", "content": "Y2E="}, True))),
+    ("binary", {"changed": True, "artifacts": []}),
+])
+def test_what_a_running_member_is_restarted_for(role, registered):
+    changes = {h: nothing_changed() for h in HOSTS}
+    changes["e1"][role] = registered
+    changes["e3"][role] = registered
+    # the plan's order: followers first, the leader (e1) last
+    assert restart(changes) == ["e3", "e1"]
+
+
+@pytest.mark.parametrize("role, registered", [
+    ("files", looped(({"src": "etcd-bootstrap.env.j2", "dest": "/etc/etcd/etcd-bootstrap.env"}, True),
+                     ({"src": "etcdctl.env.j2", "dest": "/etc/etcd/etcdctl.env"}, True))),
+    ("certificates", looped(({"name": "healthcheck-client"}, True), ({"name": "apiserver-etcd-client"}, True))),
+    ("ca", looped(({"item": "ca.key", "content": "a2V5"}, True))),
+])
+def test_what_etcd_does_not_read_while_it_runs_restarts_nothing(role, registered):
+    changes = {h: nothing_changed() for h in HOSTS}
+    changes["e2"][role] = registered
+    assert restart(changes) == []
+
+
+def test_an_input_changed_after_the_start_of_an_earlier_run_restarts():
+    probes = {h: running() for h in HOSTS}
+    probes["e1"] = running(stale=["/etc/kubernetes/pki/etcd/server.crt"])
+    assert restart({h: nothing_changed() for h in HOSTS}, probes) == ["e1"]
+
+
+def test_members_stopped_just_started_or_outside_the_run_are_not_restarted():
+    changes = {h: dict(nothing_changed(), binary={"changed": True}) for h in HOSTS}
+    changes["e2"]["started"] = {"changed": True, "state": "started"}
+    probes = {"e1": running(), "e2": running(), "e3": {"service": {"active": False, "stale": ["x"]}}}
+    assert restart(changes, probes) == ["e1"]
+    assert restart(changes, {"e1": running()}, play=["e2", "e3"]) == []
+    assert restart(changes, {"e1": None, "e2": running()}) == []
