@@ -2,7 +2,8 @@
 # Apache License 2.0 (see LICENSE)
 """Filters of the etcd role: thin wrappers over module_utils/pki_catalog.py, the catalogue the pki
 role's filters (pki.py) read too, for its certificates, and over module_utils/etcd_plan.py for
-what its plan decides from the results of this run's tasks (the restart order).
+the plan's view of the inventory and what the plan decides from this run's results (the restart
+order).
 
 Each filter is documented in the YAML file of the same name next to this one.
 """
@@ -61,6 +62,14 @@ def pki_etcd_outside_files(hosts, ca_read, signed):
         raise AnsibleFilterError("pki_etcd_outside_files: %s" % exc)
 
 
+def etcd_inventory(hostvars, etcd_hosts, peer_port, client_port, remove=""):
+    """The member name, address and URLs of every etcd host (and of the one being removed)."""
+    try:
+        return etcd_plan.inventory(hostvars, list(etcd_hosts), peer_port, client_port, remove or "")
+    except (TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("etcd_inventory: %s" % exc)
+
+
 def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ignored_files=()):
     """The running members to restart, in the plan's order, from what each one's tasks registered
     (``registered_vars``: {"files", "certificates", "ca", "binary", "started"}: variable names)."""
@@ -81,6 +90,7 @@ class FilterModule:
 
     def filters(self):
         return {
+            "etcd_inventory": etcd_inventory,
             "etcd_restart_order": etcd_restart_order,
             "pki_etcd_certificates": pki_etcd_certificates,
             "pki_etcd_issued": pki_etcd_issued,

@@ -15,14 +15,15 @@ Input of :func:`plan`::
                       "unreachable": bool}}}
 
 ``probe`` is what the ``etcd_member`` module returned on that host (null: the host was not
-asked); :func:`read_probes` turns the results an Ansible task registered into these entries.
+asked); :func:`inventory` makes the other fields of each entry from the inventory, and
+:func:`read_probes` turns the results an Ansible task registered into the probes.
 """
 
 from __future__ import annotations
 
 import re
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import shared_secret
+from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog, shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
@@ -44,6 +45,26 @@ def argument_spec():
         hosts=dict(type="dict", required=True),
         probes=dict(type="dict", default={}),
     )
+
+
+def inventory(hostvars, etcd_hosts, peer_port, client_port, remove=""):
+    """The plan's ``hosts`` without the probes: the member name, address and URLs of every etcd
+    host, and of ``remove`` (the host or member being removed) when it is no longer in the group.
+
+    From the inventory only (``hostvars``; a name absent from it has only itself): the member name is
+    ``etcd_member_name``, else the host's name; the address is ``etcd_address``, else the address the
+    cluster's certificates name the host by (``pki_catalog.host_address``: ``ip``, else
+    ``ansible_host``, else the name). The same address goes into the member's server and peer
+    certificates.
+    """
+    out = {}
+    for host in list(etcd_hosts) + ([remove] if remove and remove not in etcd_hosts else []):
+        facts = hostvars[host] if host in hostvars else {}
+        address = str(facts.get("etcd_address") or pki_catalog.host_address(facts, host))
+        out[host] = {"member_name": str(facts.get("etcd_member_name") or host), "address": address,
+                     "peer_url": pki_catalog.url(address, peer_port),
+                     "client_url": pki_catalog.url(address, client_port)}
+    return out
 
 
 def read_probe(result):

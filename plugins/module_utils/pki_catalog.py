@@ -15,10 +15,11 @@ The catalogue has two parts, one per CA family, in the same form (see ``_spec``)
   member holds that CA and in which order members restart.
 
 Both flows turn every host's list and its keys into the requests of one ``certificate_batch``
-call per CA with :func:`batch_requests`, and pick what it issued for a host with :func:`issued`. :func:`ca_plan` picks the control plane that holds (or
-will create) the cluster CAs and the service-account key pair, lists the control planes that lack
-them, and refuses control planes that hold different CAs, by ``shared_secret.share``, the decision
-the etcd plan makes for the etcd CA. What a probe of another host registered is read by
+call per CA with :func:`batch_requests`; the etcd flow picks what the batch issued for a host with
+:func:`issued` (and :func:`etcd_outside_files`). :func:`ca_plan` picks the control plane that holds
+(or will create) the cluster CAs and the service-account key pair, lists the control planes that
+lack them, and refuses control planes that hold different CAs, by ``shared_secret.share``, the
+decision the etcd plan makes for the etcd CA. What a probe of another host registered is read by
 ``probe.read_answer``, the same rule for both flows.
 """
 
@@ -92,7 +93,8 @@ def _is_ip(value):
     return True
 
 
-def _url(host, port):
+def url(host, port):
+    """``https://host:port``, an IPv6 address in brackets."""
     return "https://%s:%s" % ("[%s]" % host if ":" in host else host, port)
 
 
@@ -153,10 +155,10 @@ def host_certificates(host, address, control_planes, nodes, settings):
     port = settings["apiserver_port"]
     endpoint = settings.get("api_endpoint") or ""
     is_cp = host in control_planes
-    own_api = _url(address, port)
+    own_api = url(address, port)
     # what kubelet and kube-proxy talk to: the external endpoint, the node's own API server, or
     # (nodes that are not control planes) the local load balancer on 127.0.0.1
-    node_api = "https://" + endpoint if endpoint else (own_api if is_cp else _url("127.0.0.1", port))
+    node_api = "https://" + endpoint if endpoint else (own_api if is_cp else url("127.0.0.1", port))
     admin_api = "https://" + endpoint if endpoint else own_api
     specs = []
     if is_cp:

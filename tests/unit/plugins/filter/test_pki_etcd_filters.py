@@ -37,8 +37,19 @@ def signed(**issued):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'etcd_restart_order', 'pki_etcd_certificates', 'pki_etcd_issued',
+    assert set(FILTERS) == {'etcd_inventory', 'etcd_restart_order', 'pki_etcd_certificates', 'pki_etcd_issued',
                             'pki_etcd_outside_files', 'pki_etcd_requests'}
+
+
+def test_inventory():
+    hostvars = {'etcd1': {'ip': '192.0.2.11'}, 'etcd2': {'etcd_address': '192.0.2.22', 'etcd_member_name': 'second'}}
+    info = FILTERS['etcd_inventory'](hostvars, ('etcd1', 'etcd2'), 2380, 2379, None)
+    assert info['etcd2'] == {'member_name': 'second', 'address': '192.0.2.22', 'peer_url': 'https://192.0.2.22:2380',
+                             'client_url': 'https://192.0.2.22:2379'}
+    assert info['etcd1']['client_url'] == 'https://192.0.2.11:2379'
+    # what the certificates of a member name: the same address
+    server = FILTERS['pki_etcd_certificates']('etcd2', ETCD, CPS, info)[0]
+    assert server['dns_names'] == ['etcd2', 'second', 'localhost'] and server['ip_addresses'][0] == '192.0.2.22'
 
 
 def test_issued():
@@ -119,8 +130,8 @@ ROLE_PLAY = r"""
       ansible.builtin.copy:
         dest: "{{ out }}/{{ inventory_hostname }}.json"
         content: >-
-          {{ {'issued': __etcd_my_issued, 'outside': __etcd_cp_outside_files, 'restart': __etcd_restart_order}
-             | to_json }}
+          {{ {'issued': __etcd_my_issued, 'outside': __etcd_cp_outside_files, 'restart': __etcd_restart_order,
+              'info': __etcd_info, 'sans': __etcd_my_certificates[0].ip_addresses} | to_json }}
       delegate_to: localhost
 """
 
@@ -162,3 +173,10 @@ def test_the_role_variables_in_a_real_playbook(tmp_path):
     # etcd1 wrote its server certificate, etcd2 its peer certificate (its bootstrap settings alone would
     # not count): both restart, in the plan's order, the leader last
     assert seen['etcd1']['restart'] == ['etcd2', 'etcd1'] == seen['etcd2']['restart']
+    # the inventory as the plan and the certificates see it, from Ansible's hostvars
+    assert seen['etcd1']['info'] == seen['etcd2']['info'] == {
+        'etcd1': {'member_name': 'etcd1', 'address': 'etcd1', 'peer_url': 'https://etcd1:2380',
+                  'client_url': 'https://etcd1:2379'},
+        'etcd2': {'member_name': 'second', 'address': '192.0.2.12', 'peer_url': 'https://192.0.2.12:2380',
+                  'client_url': 'https://192.0.2.12:2379'}}
+    assert seen['etcd2']['sans'] == ['192.0.2.12', '127.0.0.1', '::1']

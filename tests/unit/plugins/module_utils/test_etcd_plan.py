@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import etcd_plan as plan_mod
+from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
 from ansible_collections.kubeforge.cluster.plugins.module_utils.etcd_member import PROBE_KEYS
 from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import load_table
 
@@ -375,6 +376,38 @@ def registered(probe_, **extra):
     return dict(probe_, changed=False, invocation={"module_args": {"data_dir": "/var/lib/etcd"}}, **extra)
 
 
+def test_inventory_gives_every_etcd_host_its_name_address_and_urls():
+    hostvars = {"e1": {"ip": "192.0.2.11", "ansible_host": "198.51.100.1"},
+                "e2": {"ansible_host": "198.51.100.2", "etcd_member_name": "second"},
+                "e3": {"etcd_address": "2001:db8::3", "ip": "192.0.2.13"}, "e4": {}}
+    assert plan_mod.inventory(hostvars, ["e1", "e2", "e3", "e4"], 2380, "2379") == {
+        "e1": {"member_name": "e1", "address": "192.0.2.11", "peer_url": "https://192.0.2.11:2380",
+               "client_url": "https://192.0.2.11:2379"},
+        "e2": {"member_name": "second", "address": "198.51.100.2", "peer_url": "https://198.51.100.2:2380",
+               "client_url": "https://198.51.100.2:2379"},
+        "e3": {"member_name": "e3", "address": "2001:db8::3", "peer_url": "https://[2001:db8::3]:2380",
+               "client_url": "https://[2001:db8::3]:2379"},
+        "e4": {"member_name": "e4", "address": "e4", "peer_url": "https://e4:2380", "client_url": "https://e4:2379"}}
+
+
+def test_inventory_address_is_the_one_the_cluster_certificates_name():
+    facts = {"ip": "192.0.2.21", "ansible_host": "198.51.100.21"}
+    assert plan_mod.inventory({"cp1": facts}, ["cp1"], 2380, 2379)["cp1"]["address"] \
+        == pki_catalog.host_address(facts, "cp1") == "192.0.2.21"
+    member = plan_mod.inventory({"cp1": facts}, ["cp1"], 2380, 2379)["cp1"]
+    server = pki_catalog.etcd_certificates("cp1", True, False, member["member_name"], member["address"])[0]
+    assert server["ip_addresses"] == ["192.0.2.21", "127.0.0.1", "::1"]
+
+
+def test_inventory_adds_the_host_being_removed():
+    hostvars = {"e1": {"ip": "192.0.2.11"}, "old": {"ip": "192.0.2.99", "etcd_member_name": "gone"}}
+    info = plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="old")
+    assert list(info) == ["e1", "old"] and info["old"]["peer_url"] == "https://192.0.2.99:2380"
+    # a member name that is no inventory host has only its name
+    assert plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="etcd9")["etcd9"]["address"] == "etcd9"
+    assert list(plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="e1")) == ["e1"]
+
+
 def test_probe_keys_match_the_module():
     assert plan_mod.PROBE_KEYS == PROBE_KEYS
 
@@ -519,8 +552,10 @@ def running(stale=()):
 
 def nothing_changed():
     return {"files": looped(({"src": "etcd.env.j2", "dest": "/etc/etcd/etcd.env"}, False)),
-            "certificates": {"changed": False, "skipped": True, "skipped_reason": "No items in the list", "results": []},
-            "ca": looped(({"item": "ca.crt", "content": "Y2E="}, False), ({"item": "ca.key", "content": "a2V5"}, False)),
+            "certificates": {"changed": False, "skipped": True, "skipped_reason": "No items in the list",
+                             "results": []},
+            "ca": looped(({"item": "ca.crt", "content": "Y2E="}, False),
+                         ({"item": "ca.key", "content": "a2V5"}, False)),
             "binary": {"changed": False}, "started": {"changed": False, "skipped": True}}
 
 
