@@ -10,10 +10,12 @@ shape the etcd_member module returns and the role passes.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import etcd_plan as plan_mod
 from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
@@ -533,6 +535,52 @@ def test_action_reports_warnings(tmp_path):
 def test_action_rejects_a_bad_mode(tmp_path):
     rc, task, output = action(tmp_path, "grow", healthy_cluster())
     assert rc != 0 and task["failed"] and "grow" in task["msg"] and "mode" in task["msg"], output
+
+
+def _assess_tasks():
+    with open(os.path.join(ROOT, "roles", "etcd", "tasks", "assess.yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client, to be refused by 127.0.0.1 port 1")
+def test_unreachable_member_outside_the_run_reaches_the_plan(tmp_path):
+    """``--limit`` leaves a member out of the run and it is down: the role's own probe and plan tasks (verbatim
+    from roles/etcd/tasks/assess.yml, with the role's vars) must bring the plan to name it, as the pki role's
+    probe of the CA files does (tests/unit/plugins/filter/test_pki_filters.py), not end the play without a word.
+    """
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[etcd]\nlocalhost ansible_connection=local\n"
+                         "e9 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+                         "ansible_ssh_common_args=\"-o ConnectTimeout=5 -o ConnectionAttempts=1\"\n")
+    tasks = _assess_tasks()
+    assert [t["name"] for t in tasks] == ["Read each member's data, CA, binary, service and cluster",
+                                          "Read the etcd members that are not in this run",
+                                          "Plan from the inventory and the members' answers"]
+    # the plan's refusals fail its task; here they are the result
+    tasks[-1]["ignore_errors"] = True
+    report = {"ansible.builtin.copy": {"dest": "{{ out }}", "content": "{{ __etcd_plan_run | to_json }}"},
+              "run_once": True}
+    data_dir = tmp_path / "data"
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars_files": [os.path.join(ROOT, "roles", "etcd", "defaults", "main.yml"),
+                            os.path.join(ROOT, "roles", "etcd", "vars", "main.yml")],
+             "vars": {"__etcd_mode": "converge", "kubeforge_etcd_version": "3.5.30"},
+             "module_defaults": {"kubeforge.cluster.etcd_member": {
+                 "data_dir": str(data_dir), "pki_dir": str(tmp_path / "pki"), "bin_dir": str(tmp_path / "bin"),
+                 "endpoint": "https://127.0.0.1:1"}},
+             "tasks": tasks + [report]}]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    out = tmp_path / "out.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook),
+                           "-i", str(inventory), "--limit", "localhost", "-e", "out=%s" % out,
+                           "-e", "ansible_python_interpreter=%s" % sys.executable],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["failed"] is True
+    assert "e9 (etcd group) is unreachable" in result["errors"], result["errors"]
 
 
 # -- the restart order, from what this run's tasks registered --------------------------------------------
