@@ -1,7 +1,9 @@
 # Copyright: kubeforge.cluster contributors
 # Apache License 2.0 (see LICENSE)
-"""Filters of the etcd role's certificates: thin wrappers over module_utils/pki_catalog.py, the
-catalogue the pki role's filters (pki.py) read too.
+"""Filters of the etcd role: thin wrappers over module_utils/pki_catalog.py, the catalogue the pki
+role's filters (pki.py) read too, for its certificates, and over module_utils/etcd_plan.py for
+the plan's view of the inventory and what the plan decides from this run's results (the restart
+order).
 
 Each filter is documented in the YAML file of the same name next to this one.
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
+from ansible_collections.kubeforge.cluster.plugins.module_utils import etcd_plan, pki_catalog
 
 
 def pki_etcd_certificates(host, etcd_hosts, control_planes, info, extra_sans=()):
@@ -44,11 +46,54 @@ def pki_etcd_requests(hostvars, members, keys_var, outside_keys, etcd_hosts, con
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days).get("etcd", [])
 
 
+def pki_etcd_issued(specs, host, signed):
+    """The certificates of ``specs`` (``host``'s, from pki_etcd_certificates) that the batch issued."""
+    try:
+        return pki_catalog.issued(host, list(specs), dict(signed or {}))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("pki_etcd_issued: %s: %s" % (host, exc))
+
+
+def pki_etcd_outside_files(hosts, ca_read, signed):
+    """The etcd CA certificate and the issued client certificates of the control planes outside the etcd group."""
+    try:
+        return pki_catalog.etcd_outside_files(list(hosts), dict(ca_read or {}), dict(signed or {}))
+    except (pki_catalog.PKIPlanError, KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("pki_etcd_outside_files: %s" % exc)
+
+
+def etcd_inventory(hostvars, etcd_hosts, peer_port, client_port, remove=""):
+    """The member name, address and URLs of every etcd host (and of the one being removed)."""
+    try:
+        return etcd_plan.inventory(hostvars, list(etcd_hosts), peer_port, client_port, remove or "")
+    except (TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("etcd_inventory: %s" % exc)
+
+
+def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ignored_files=()):
+    """The running members to restart, in the plan's order, from what each one's tasks registered
+    (``registered_vars``: {"files", "certificates", "ca", "binary", "started"}: variable names)."""
+    try:
+        order, play_hosts = list(order or []), list(play_hosts)
+        registered = {}
+        for host in order:
+            if host in play_hosts:
+                facts = hostvars[host]
+                registered[host] = {role: facts.get(name) for role, name in dict(registered_vars).items()}
+        return etcd_plan.restart_order(order, play_hosts, dict(probes or {}), registered, list(ignored_files or []))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("etcd_restart_order: %s" % exc)
+
+
 class FilterModule:
-    """kubeforge.cluster etcd PKI filters."""
+    """kubeforge.cluster etcd filters."""
 
     def filters(self):
         return {
+            "etcd_inventory": etcd_inventory,
+            "etcd_restart_order": etcd_restart_order,
             "pki_etcd_certificates": pki_etcd_certificates,
+            "pki_etcd_issued": pki_etcd_issued,
+            "pki_etcd_outside_files": pki_etcd_outside_files,
             "pki_etcd_requests": pki_etcd_requests,
         }

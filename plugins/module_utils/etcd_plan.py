@@ -15,14 +15,16 @@ Input of :func:`plan`::
                       "unreachable": bool}}}
 
 ``probe`` is what the ``etcd_member`` module returned on that host (null: the host was not
-asked); :func:`read_probes` turns the results an Ansible task registered into these entries.
+asked); :func:`inventory` makes the other fields of each entry from the inventory, and
+:func:`read_probes` turns the results an Ansible task registered into the probes.
 """
 
 from __future__ import annotations
 
 import re
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
+from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog, shared_secret
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 MODE_NAMES = ("converge", "upgrade", "remove", "backup", "restore")
 # the keys of an etcd_member result (module_utils.etcd_member.PROBE_KEYS)
@@ -45,6 +47,26 @@ def argument_spec():
     )
 
 
+def inventory(hostvars, etcd_hosts, peer_port, client_port, remove=""):
+    """The plan's ``hosts`` without the probes: the member name, address and URLs of every etcd
+    host, and of ``remove`` (the host or member being removed) when it is no longer in the group.
+
+    From the inventory only (``hostvars``; a name absent from it has only itself): the member name is
+    ``etcd_member_name``, else the host's name; the address is ``etcd_address``, else the address the
+    cluster's certificates name the host by (``pki_catalog.host_address``: ``ip``, else
+    ``ansible_host``, else the name). The same address goes into the member's server and peer
+    certificates.
+    """
+    out = {}
+    for host in list(etcd_hosts) + ([remove] if remove and remove not in etcd_hosts else []):
+        facts = hostvars[host] if host in hostvars else {}
+        address = str(facts.get("etcd_address") or pki_catalog.host_address(facts, host))
+        out[host] = {"member_name": str(facts.get("etcd_member_name") or host), "address": address,
+                     "peer_url": pki_catalog.url(address, peer_port),
+                     "client_url": pki_catalog.url(address, client_port)}
+    return out
+
+
 def read_probe(result):
     """``(probe, unreachable)`` from what an ``etcd_member`` task registered for one host.
 
@@ -64,6 +86,56 @@ def read_probes(hosts, results):
     for host, info in hosts.items():
         probe, unreachable = read_probe((results or {}).get(host))
         out[host] = dict(info, probe=probe, unreachable=unreachable)
+    return out
+
+
+# What a running member is restarted for when one of this run's tasks changed it (etcd_member also
+# reports the inputs changed after etcd started, for a run that stopped before restarting): its
+# settings and unit files (not the bootstrap settings, read only at the first start, nor etcdctl's),
+# the certificates and CA etcd serves and checks with, its binary.
+RESTART_CERTIFICATES = ("server", "peer")
+RESTART_CA_FILE = "ca.crt"
+
+
+def _results(registered):
+    return [r for r in (registered or {}).get("results") or [] if isinstance(r, dict)]
+
+
+def inputs_changed(registered, ignored_files=()):
+    """Whether one member's tasks of this run changed what its running etcd reads.
+
+    ``registered``: what those tasks registered on the member, by role: ``files`` (the settings
+    files, looped over {"dest"}), ``certificates`` (the certificates written, looped over {"name"}),
+    ``ca`` (the CA copied, looped over the slurp results, whose "item" is the file name) and
+    ``binary`` (the binaries); a missing or skipped registration changed nothing.
+    """
+    files = [r for r in _results(registered.get("files")) if r.get("changed")
+             and (r.get("item") or {}).get("dest") not in ignored_files]
+    certificates = [r for r in _results(registered.get("certificates")) if r.get("changed")
+                    and (r.get("item") or {}).get("name") in RESTART_CERTIFICATES]
+    ca = [r for r in _results(registered.get("ca")) if r.get("changed")
+          and (r.get("item") or {}).get("item") == RESTART_CA_FILE]
+    return bool(files or certificates or ca or (registered.get("binary") or {}).get("changed"))
+
+
+def restart_order(order, play_hosts, probes, registered, ignored_files=()):
+    """The running members of this run to restart, in the plan's ``order`` (followers first, the
+    leader last).
+
+    A member is restarted when etcd runs there (``probes``: what the plan read, by host), this run
+    did not just start it (``registered[host]["started"]``), and its inputs changed: in this run
+    (:func:`inputs_changed` of ``registered[host]``), or after etcd started (the probe's ``stale``).
+    """
+    out = []
+    for host in order:
+        if host not in play_hosts:
+            continue
+        service = ((probes or {}).get(host) or {}).get("service") or {}
+        mine = (registered or {}).get(host) or {}
+        if not service.get("active") or (mine.get("started") or {}).get("changed"):
+            continue
+        if service.get("stale") or inputs_changed(mine, ignored_files):
+            out.append(host)
     return out
 
 
@@ -214,44 +286,40 @@ class Cluster:
     # -- the CA -------------------------------------------------------------------------------
 
     def ca(self):
-        """Which host holds the etcd CA (or creates it) and which hosts need a copy."""
-        holders = []
+        """Which host holds the etcd CA (or creates it) and which hosts need a copy.
+
+        The decision is ``shared_secret.share``'s, as for the cluster CAs: the CA host is the first
+        member holding the certificate and the key, else the first member asked (of the run first).
+        Only the run's members that run or hold data are compared, by the certificate: a fresh
+        member holding another CA receives the cluster's.
+        """
+        held = {}
         for host in self.etcd_hosts:
             probe = self.probe(host)
             if not probe:
                 continue
             cert, key = probe["ca"].get("cert"), probe["ca"].get("key")
-            if cert and key:
-                holders.append(host)
-            elif cert or key:
+            held[host] = {"cert": cert, "key": key}
+            if bool(cert) != bool(key):
                 self.warnings.append("%s holds the etcd CA %s without its %s; it gets the full CA from the CA host"
                                      % (host, "certificate" if cert else "key", "key" if cert else "certificate"))
-        if holders:
-            ca_host = holders[0]
-        else:
-            candidates = [h for h in self.etcd_hosts if self.probe(h)]
-            ca_host = next((h for h in candidates if h in self.play_hosts), candidates[0] if candidates else None)
+        in_use = [h for h in self.play_hosts if h in held
+                  and (self.probe(h).get("initialized") or self.probe(h)["service"].get("active"))]
+        placed = shared_secret.share(
+            self.etcd_hosts, self.play_hosts, held, ("cert", "key"),
+            prefer=(lambda files: files["cert"] and files["key"],),
+            creators=[h for h in held if h in self.play_hosts] + [h for h in held if h not in self.play_hosts],
+            compare=("cert",), compared=in_use)
+        ca_host = placed["host"]
         if ca_host is None:
             self.errors.append("no etcd host could be asked whether it holds the etcd CA")
             return {"host": None, "copy_to": [], "exists": False}
-        reference = self.probe(ca_host)["ca"] if holders else {"cert": None, "key": None}
-        copy_to = []
-        for host in self.play_hosts:
-            probe = self.probe(host)
-            if not probe or host == ca_host:
-                continue
-            cert, key = probe["ca"].get("cert"), probe["ca"].get("key")
-            if (cert, key) == (reference["cert"], reference["key"]) and cert:
-                continue
-            in_use = probe.get("initialized") or probe["service"].get("active")
-            if cert and reference["cert"] and cert != reference["cert"] and in_use:
-                self.errors.append(
-                    "%s holds another etcd CA than %s (/etc/kubernetes/pki/etcd/ca.crt differs) and runs or holds "
-                    "member data: the members of one cluster share one CA. Make the CA files the same, or wipe %s "
-                    "(remove_node.yml -e node=%s) before it joins" % (host, ca_host, host, host))
-                continue
-            copy_to.append(host)
-        return {"host": ca_host, "copy_to": copy_to, "exists": bool(holders)}
+        for host in placed["conflicting"]:
+            self.errors.append(
+                "%s holds another etcd CA than %s (/etc/kubernetes/pki/etcd/ca.crt differs) and runs or holds "
+                "member data: the members of one cluster share one CA. Make the CA files the same, or wipe %s "
+                "(remove_node.yml -e node=%s) before it joins" % (host, ca_host, host, host))
+        return {"host": ca_host, "copy_to": placed["copy_to"], "exists": placed["holder"]}
 
     # -- versions -----------------------------------------------------------------------------
 
@@ -285,7 +353,7 @@ def plan_converge(c, data):
     missing = [h for h in c.etcd_hosts if h not in c.play_hosts]
     for host in c.etcd_hosts:
         if (c.hosts.get(host) or {}).get("unreachable"):
-            c.errors.append("%s (etcd group) is unreachable" % host)
+            c.errors.append(unreachable_error(host, "etcd group"))
     if not c.exists:
         if missing:
             c.errors.append(

@@ -15,19 +15,23 @@ The catalogue has two parts, one per CA family, in the same form (see ``_spec``)
   member holds that CA and in which order members restart.
 
 Both flows turn every host's list and its keys into the requests of one ``certificate_batch``
-call per CA with :func:`batch_requests`. :func:`ca_plan` picks the control plane that holds (or
-will create) the cluster CAs and the service-account key pair, lists the control planes that lack
-them, and refuses control planes that hold different CAs. What a probe of another host
-registered is read by ``probe.read_answer``, the same rule for both flows.
+call per CA with :func:`batch_requests`; the etcd flow picks what the batch issued for a host with
+:func:`issued` (and :func:`etcd_outside_files`). :func:`ca_plan` picks the control plane that holds
+(or will create) the cluster CAs and the service-account key pair, lists the control planes that
+lack them, and refuses control planes that hold different CAs, by ``shared_secret.share``, the
+decision the etcd plan makes for the etcd CA. What a probe of another host registered is read by
+``probe.read_answer``, the same rule for both flows.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.pki import day_count
-from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer
+from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
 PKI_DIR = "/etc/kubernetes/pki"
 KUBECONFIG_DIR = "/etc/kubernetes"
@@ -89,7 +93,8 @@ def _is_ip(value):
     return True
 
 
-def _url(host, port):
+def url(host, port):
+    """``https://host:port``, an IPv6 address in brackets."""
     return "https://%s:%s" % ("[%s]" % host if ":" in host else host, port)
 
 
@@ -150,10 +155,10 @@ def host_certificates(host, address, control_planes, nodes, settings):
     port = settings["apiserver_port"]
     endpoint = settings.get("api_endpoint") or ""
     is_cp = host in control_planes
-    own_api = _url(address, port)
+    own_api = url(address, port)
     # what kubelet and kube-proxy talk to: the external endpoint, the node's own API server, or
     # (nodes that are not control planes) the local load balancer on 127.0.0.1
-    node_api = "https://" + endpoint if endpoint else (own_api if is_cp else _url("127.0.0.1", port))
+    node_api = "https://" + endpoint if endpoint else (own_api if is_cp else url("127.0.0.1", port))
     admin_api = "https://" + endpoint if endpoint else own_api
     specs = []
     if is_cp:
@@ -250,50 +255,44 @@ def ca_plan(control_planes, play_hosts, found, unreachable=(), rotating=False):
     """Choose the CA host and the control planes that need the CA files.
 
     ``found``: {host: {file name: sha256}} for the control planes that were asked (a host that was
-    not asked is absent). With ``rotating`` (certs.yml moving a CA through its rotation), the CA
-    host's files are the ones that count: control planes that differ are not refused but receive
-    them all. Returns {"host", "exists": {file: bool}, "files": [what the CA host holds], "copy_to":
-    [...], "stale": [rotation files the CA host no longer holds], "errors": [...]}.
+    not asked is absent). The decision is ``shared_secret.share``'s, as for the etcd CA: the CA
+    host is the first control plane holding ``ca.crt``, else any CA file, else the first of the
+    run; every control plane is compared. With ``rotating`` (certs.yml moving a CA through its
+    rotation), the CA host's files are the ones that count: control planes that differ are not
+    refused but receive them all. Returns {"host", "exists": {file: bool}, "files": [what the CA
+    host holds], "copy_to": [...], "stale": [rotation files the CA host no longer holds], "errors":
+    [...]}.
     """
-    errors = []
-    for host in unreachable:
-        errors.append("%s (kube_control_plane) is unreachable, so whether it holds the cluster CA is unknown; "
-                      "bring it back or take it out of the inventory" % host)
+    errors = [unreachable_error(host, "kube_control_plane", "the cluster CA") for host in unreachable]
     names = CA_FILE_NAMES + ROTATION_FILE_NAMES
-    differ = False
-    for name in names:
-        groups = shared_secret.holders({h: found[h].get(name) for h in control_planes if h in found})
-        if len(groups) > 1:
-            differ = True
-            if rotating:
-                continue
+    placed = shared_secret.share(
+        control_planes, play_hosts, found, names,
+        prefer=(lambda files: files.get("ca.crt"), lambda files: any(files.get(n) for n in CA_FILE_NAMES)),
+        creators=[h for h in control_planes if h in play_hosts] or list(control_planes),
+        required=CA_FILE_NAMES)
+    ca_host = placed["host"]
+    if ca_host is None:
+        raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
+    if not rotating:
+        for name, groups in placed["differ"].items():
             held = sorted((h, s) for s, hosts in groups.items() for h in hosts)
             errors.append(
                 "%s differs between control planes (%s): they must share one CA. Keep the right one on every "
                 "control plane (a CA is never replaced by this collection) and run again; a CA rotation that "
                 "stopped half-way leaves them so: run certs.yml -e certs_action=rotate-ca again with the phase "
                 "it was at" % (name, ", ".join("%s checksum %s" % (h, s[:12]) for h, s in held)))
-    holding = [h for h in control_planes if found.get(h, {}).get("ca.crt")]
-    any_file = [h for h in control_planes if any(found.get(h, {}).get(n) for n in CA_FILE_NAMES)]
-    candidates = holding or any_file or [h for h in control_planes if h in play_hosts] or list(control_planes)
-    if not candidates:
-        raise PKIPlanError("there is no control plane (group kube_control_plane is empty)")
-    ca_host = candidates[0]
-    held = {name for name in names if found.get(ca_host, {}).get(name)}
-    elsewhere = sorted({name for h in control_planes if h != ca_host
-                        for name in names if found.get(h, {}).get(name)})
-    missing_here = [name for name in elsewhere if name not in held]
-    if missing_here and not rotating:
-        errors.append(
-            "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
-            "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
-            % (ca_host, ", ".join(missing_here), ca_host, PKI_DIR))
-    copy_to = [h for h in control_planes if h != ca_host and h in play_hosts
-               and (rotating or any(not found.get(h, {}).get(name) for name in CA_FILE_NAMES))]
+        if placed["missing"]:
+            errors.append(
+                "%s, the control plane holding the cluster CA, lacks %s, which another control plane holds: copy "
+                "them to %s under %s (same owner root, keys 0600) or remove them from the others, then run again"
+                % (ca_host, ", ".join(placed["missing"]), ca_host, PKI_DIR))
+    held = set(placed["held"])
+    # a rotation run copies everything the CA host holds to every other control plane of the run
+    copy_to = [h for h in control_planes if h != ca_host and h in play_hosts] if rotating else placed["copy_to"]
     return {"host": ca_host, "exists": {name: name in held for name in names},
             "files": [name for name in names if name in held or name in CA_FILE_NAMES],
             "copy_to": copy_to, "stale": [name for name in ROTATION_FILE_NAMES if name not in held],
-            "differ": differ, "errors": errors}
+            "differ": bool(placed["differ"]), "errors": errors}
 
 
 def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days):
@@ -317,4 +316,56 @@ def batch_requests(specs_by_host, keys_by_host, validity_days, renew_before_days
                 request["dns_names"] = spec["dns_names"]
                 request["ip_addresses"] = spec["ip_addresses"]
             out.setdefault(spec["ca"], []).append(request)
+    return out
+
+
+def _signed_certificates(signed):
+    """{request id: {"certificate", "reason", ...}} from what a ``certificate_batch`` task registered:
+    one result, or a looped task's (one result per CA); nothing for a skipped or missing one."""
+    out = {}
+    for result in (signed or {}).get("results") or [signed or {}]:
+        if isinstance(result, dict) and not result.get("skipped"):
+            out.update(result.get("certificates") or {})
+    return out
+
+
+def issued(host, specs, signed):
+    """The certificates of ``specs`` (``host``'s entries of the catalogue) that ``signed`` (what the
+    ``certificate_batch`` task registered) holds for ``host``, in the order of ``specs``: each
+    {"name", "cert_path", "certificate", "reason"}. A request the batch left alone, or one it would
+    issue in check mode (no certificate), is not among them."""
+    certificates = _signed_certificates(signed)
+    out = []
+    for spec in specs:
+        entry = certificates.get("%s/%s" % (host, spec["name"])) or {}
+        if entry.get("certificate"):
+            out.append({"name": spec["name"], "cert_path": spec["cert_path"], "certificate": entry["certificate"],
+                        "reason": entry.get("reason") or ""})
+    return out
+
+
+def slurped(read, name):
+    """The text of ``name`` from a looped ``ansible.builtin.slurp`` task's registration (the loop's
+    items are file names), or None when it was not read (skipped, or not in the loop)."""
+    for result in (read or {}).get("results") or []:
+        if result.get("item") == name and result.get("content") is not None:
+            try:
+                return base64.b64decode(result["content"], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise PKIPlanError("%s as read: %s" % (name, exc))
+    return None
+
+
+def etcd_outside_files(hosts, ca_read, signed):
+    """What the control planes ``hosts`` outside the etcd group receive from the etcd CA host: the CA
+    certificate (as its ``slurp`` of ``etcd/ca.crt`` read it, in ``ca_read``) and their
+    apiserver-etcd-client certificate when ``signed`` issued it. Each {"host", "dest", "content"},
+    host by host, the CA first."""
+    ca_cert = slurped(ca_read, ETCD_CA["cert"].rsplit("/", 1)[-1])
+    out = []
+    for host in hosts:
+        if ca_cert is not None:
+            out.append({"host": host, "dest": "%s/%s" % (PKI_DIR, ETCD_CA["cert"]), "content": ca_cert})
+        for entry in issued(host, etcd_certificates(host, False, True), signed):
+            out.append({"host": host, "dest": entry["cert_path"], "content": entry["certificate"]})
     return out

@@ -11,6 +11,9 @@ three cases, and treats them the same everywhere:
 * unreachable, failed, or without the answer's key (the module did not run, and
   ``failed_when: false`` hid that): the host could not be asked, and the plan says so;
 * otherwise: the answer.
+
+Where a plan refuses a host it could not ask (the CA plans do), it words that with
+:func:`unreachable_error`, so the refusal reads the same in every plan.
 """
 
 from __future__ import annotations
@@ -24,3 +27,12 @@ def read_answer(result, key):
     if result.get("unreachable") or result.get("failed") or key not in result:
         return None, True
     return result, False
+
+
+def unreachable_error(host, group, holding=None):
+    """The refusal for a host of ``group`` that could not be asked, in the same words in every plan;
+    ``holding`` (for example "the cluster CA") says what is unknown about it and what to do."""
+    message = "%s (%s) is unreachable" % (host, group)
+    if holding:
+        message += ", so whether it holds %s is unknown; bring it back or take it out of the inventory" % holding
+    return message

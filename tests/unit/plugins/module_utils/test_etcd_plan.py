@@ -10,12 +10,15 @@ shape the etcd_member module returns and the role passes.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from ansible_collections.kubeforge.cluster.plugins.module_utils import etcd_plan as plan_mod
+from ansible_collections.kubeforge.cluster.plugins.module_utils import pki_catalog
 from ansible_collections.kubeforge.cluster.plugins.module_utils.etcd_member import PROBE_KEYS
 from ansible_collections.kubeforge.cluster.plugins.module_utils.versions import load_table
 
@@ -147,6 +150,31 @@ def test_fresh_host_with_a_stale_ca_gets_the_cluster_ca():
     probes["e4"] = probe(initialized=False, active=False, version=None, ca=("stale", "stale"))
     result = run(data("converge", hosts, probes))
     assert result["errors"] == [] and result["ca"]["copy_to"] == ["e4"]
+
+
+def test_running_member_with_the_cluster_certificate_but_another_key_gets_the_key():
+    probes = healthy_cluster()
+    probes["e3"]["ca"] = {"cert": "c1", "key": "other"}
+    result = run(data("converge", HOSTS, probes))
+    assert result["errors"] == [] and result["ca"] == {"host": "e1", "copy_to": ["e3"], "exists": True}
+
+
+def test_members_outside_the_run_are_neither_compared_nor_copied_to():
+    hosts = HOSTS + ["e4"]
+    probes = healthy_cluster()
+    probes["e2"]["ca"] = {"cert": "other", "key": "otherkey"}
+    probes["e4"] = probe(initialized=False, active=False, version=None, ca=(None, None))
+    result = run(data("converge", hosts, probes, play=["e4"]))
+    assert result["errors"] == [] and result["ca"] == {"host": "e1", "copy_to": ["e4"], "exists": True}
+
+
+def test_the_first_member_holding_the_whole_ca_is_the_ca_host():
+    probes = healthy_cluster()
+    probes["e1"]["ca"] = {"cert": "c1", "key": None}
+    result = run(data("converge", HOSTS, probes))
+    assert result["ca"] == {"host": "e2", "copy_to": ["e1"], "exists": True}
+    assert result["warnings"] == ["e1 holds the etcd CA certificate without its key; it gets the full CA from the "
+                                  "CA host"]
 
 
 # -- joining ---------------------------------------------------------------------------------------
@@ -350,6 +378,38 @@ def registered(probe_, **extra):
     return dict(probe_, changed=False, invocation={"module_args": {"data_dir": "/var/lib/etcd"}}, **extra)
 
 
+def test_inventory_gives_every_etcd_host_its_name_address_and_urls():
+    hostvars = {"e1": {"ip": "192.0.2.11", "ansible_host": "198.51.100.1"},
+                "e2": {"ansible_host": "198.51.100.2", "etcd_member_name": "second"},
+                "e3": {"etcd_address": "2001:db8::3", "ip": "192.0.2.13"}, "e4": {}}
+    assert plan_mod.inventory(hostvars, ["e1", "e2", "e3", "e4"], 2380, "2379") == {
+        "e1": {"member_name": "e1", "address": "192.0.2.11", "peer_url": "https://192.0.2.11:2380",
+               "client_url": "https://192.0.2.11:2379"},
+        "e2": {"member_name": "second", "address": "198.51.100.2", "peer_url": "https://198.51.100.2:2380",
+               "client_url": "https://198.51.100.2:2379"},
+        "e3": {"member_name": "e3", "address": "2001:db8::3", "peer_url": "https://[2001:db8::3]:2380",
+               "client_url": "https://[2001:db8::3]:2379"},
+        "e4": {"member_name": "e4", "address": "e4", "peer_url": "https://e4:2380", "client_url": "https://e4:2379"}}
+
+
+def test_inventory_address_is_the_one_the_cluster_certificates_name():
+    facts = {"ip": "192.0.2.21", "ansible_host": "198.51.100.21"}
+    assert plan_mod.inventory({"cp1": facts}, ["cp1"], 2380, 2379)["cp1"]["address"] \
+        == pki_catalog.host_address(facts, "cp1") == "192.0.2.21"
+    member = plan_mod.inventory({"cp1": facts}, ["cp1"], 2380, 2379)["cp1"]
+    server = pki_catalog.etcd_certificates("cp1", True, False, member["member_name"], member["address"])[0]
+    assert server["ip_addresses"] == ["192.0.2.21", "127.0.0.1", "::1"]
+
+
+def test_inventory_adds_the_host_being_removed():
+    hostvars = {"e1": {"ip": "192.0.2.11"}, "old": {"ip": "192.0.2.99", "etcd_member_name": "gone"}}
+    info = plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="old")
+    assert list(info) == ["e1", "old"] and info["old"]["peer_url"] == "https://192.0.2.99:2380"
+    # a member name that is no inventory host has only its name
+    assert plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="etcd9")["etcd9"]["address"] == "etcd9"
+    assert list(plan_mod.inventory(hostvars, ["e1"], 2380, 2379, remove="e1")) == ["e1"]
+
+
 def test_probe_keys_match_the_module():
     assert plan_mod.PROBE_KEYS == PROBE_KEYS
 
@@ -475,3 +535,126 @@ def test_action_reports_warnings(tmp_path):
 def test_action_rejects_a_bad_mode(tmp_path):
     rc, task, output = action(tmp_path, "grow", healthy_cluster())
     assert rc != 0 and task["failed"] and "grow" in task["msg"] and "mode" in task["msg"], output
+
+
+def _assess_tasks():
+    with open(os.path.join(ROOT, "roles", "etcd", "tasks", "assess.yml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the ssh client, to be refused by 127.0.0.1 port 1")
+def test_unreachable_member_outside_the_run_reaches_the_plan(tmp_path):
+    """``--limit`` leaves a member out of the run and it is down: the role's own probe and plan tasks (verbatim
+    from roles/etcd/tasks/assess.yml, with the role's vars) must bring the plan to name it, as the pki role's
+    probe of the CA files does (tests/unit/plugins/filter/test_pki_filters.py), not end the play without a word.
+    """
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[etcd]\nlocalhost ansible_connection=local\n"
+                         "e9 ansible_host=127.0.0.1 ansible_port=1 ansible_connection=ssh "
+                         "ansible_ssh_common_args=\"-o ConnectTimeout=5 -o ConnectionAttempts=1\"\n")
+    tasks = _assess_tasks()
+    assert [t["name"] for t in tasks] == ["Read each member's data, CA, binary, service and cluster",
+                                          "Read the etcd members that are not in this run",
+                                          "Plan from the inventory and the members' answers"]
+    # the plan's refusals fail its task; here they are the result
+    tasks[-1]["ignore_errors"] = True
+    report = {"ansible.builtin.copy": {"dest": "{{ out }}", "content": "{{ __etcd_plan_run | to_json }}"},
+              "run_once": True}
+    data_dir = tmp_path / "data"
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars_files": [os.path.join(ROOT, "roles", "etcd", "defaults", "main.yml"),
+                            os.path.join(ROOT, "roles", "etcd", "vars", "main.yml")],
+             "vars": {"__etcd_mode": "converge", "kubeforge_etcd_version": "3.5.30"},
+             "module_defaults": {"kubeforge.cluster.etcd_member": {
+                 "data_dir": str(data_dir), "pki_dir": str(tmp_path / "pki"), "bin_dir": str(tmp_path / "bin"),
+                 "endpoint": "https://127.0.0.1:1"}},
+             "tasks": tasks + [report]}]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(yaml.safe_dump(play))
+    out = tmp_path / "out.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(playbook),
+                           "-i", str(inventory), "--limit", "localhost", "-e", "out=%s" % out,
+                           "-e", "ansible_python_interpreter=%s" % sys.executable],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["failed"] is True
+    assert "e9 (etcd group) is unreachable" in result["errors"], result["errors"]
+
+
+# -- the restart order, from what this run's tasks registered --------------------------------------------
+
+IGNORED = ["/etc/etcd/etcd-bootstrap.env", "/etc/etcd/etcdctl.env"]
+
+
+def looped(*items):
+    """A looped task's registration: ``items`` are (loop item, changed) pairs."""
+    return {"changed": any(c for _, c in items), "msg": "All items completed",
+            "results": [{"item": item, "changed": changed, "ansible_loop_var": "item"} for item, changed in items]}
+
+
+def running(stale=()):
+    return {"service": {"active": True, "state": "active/running", "stale": list(stale)}}
+
+
+def nothing_changed():
+    return {"files": looped(({"src": "etcd.env.j2", "dest": "/etc/etcd/etcd.env"}, False)),
+            "certificates": {"changed": False, "skipped": True, "skipped_reason": "No items in the list",
+                             "results": []},
+            "ca": looped(({"item": "ca.crt", "content": "Y2E="}, False),
+                         ({"item": "ca.key", "content": "a2V5"}, False)),
+            "binary": {"changed": False}, "started": {"changed": False, "skipped": True}}
+
+
+def restart(registered, probes=None, order=("e2", "e3", "e1"), play=HOSTS):
+    probes = {h: running() for h in HOSTS} if probes is None else probes
+    return plan_mod.restart_order(list(order), list(play), probes, registered, IGNORED)
+
+
+def test_a_run_that_changed_nothing_restarts_nothing():
+    assert restart({h: nothing_changed() for h in HOSTS}) == []
+    assert restart({}) == []
+
+
+@pytest.mark.parametrize("role, registered", [
+    ("files", looped(({"src": "etcd.env.j2", "dest": "/etc/etcd/etcd.env"}, True))),
+    ("files", looped(({"src": "etcd.service.j2", "dest": "/etc/systemd/system/etcd.service"}, True))),
+    ("certificates", looped(({"name": "server", "cert_path": "/etc/kubernetes/pki/etcd/server.crt"}, True))),
+    ("certificates", looped(({"name": "peer", "cert_path": "/etc/kubernetes/pki/etcd/peer.crt"}, True))),
+    ("ca", looped(({"item": "ca.crt", "content": "Y2E="}, True))),
+    ("binary", {"changed": True, "artifacts": []}),
+])
+def test_what_a_running_member_is_restarted_for(role, registered):
+    changes = {h: nothing_changed() for h in HOSTS}
+    changes["e1"][role] = registered
+    changes["e3"][role] = registered
+    # the plan's order: followers first, the leader (e1) last
+    assert restart(changes) == ["e3", "e1"]
+
+
+@pytest.mark.parametrize("role, registered", [
+    ("files", looped(({"src": "etcd-bootstrap.env.j2", "dest": "/etc/etcd/etcd-bootstrap.env"}, True),
+                     ({"src": "etcdctl.env.j2", "dest": "/etc/etcd/etcdctl.env"}, True))),
+    ("certificates", looped(({"name": "healthcheck-client"}, True), ({"name": "apiserver-etcd-client"}, True))),
+    ("ca", looped(({"item": "ca.key", "content": "a2V5"}, True))),
+])
+def test_what_etcd_does_not_read_while_it_runs_restarts_nothing(role, registered):
+    changes = {h: nothing_changed() for h in HOSTS}
+    changes["e2"][role] = registered
+    assert restart(changes) == []
+
+
+def test_an_input_changed_after_the_start_of_an_earlier_run_restarts():
+    probes = {h: running() for h in HOSTS}
+    probes["e1"] = running(stale=["/etc/kubernetes/pki/etcd/server.crt"])
+    assert restart({h: nothing_changed() for h in HOSTS}, probes) == ["e1"]
+
+
+def test_members_stopped_just_started_or_outside_the_run_are_not_restarted():
+    changes = {h: dict(nothing_changed(), binary={"changed": True}) for h in HOSTS}
+    changes["e2"]["started"] = {"changed": True, "state": "started"}
+    probes = {"e1": running(), "e2": running(), "e3": {"service": {"active": False, "stale": ["x"]}}}
+    assert restart(changes, probes) == ["e1"]
+    assert restart(changes, {"e1": running()}, play=["e2", "e3"]) == []
+    assert restart(changes, {"e1": None, "e2": running()}) == []

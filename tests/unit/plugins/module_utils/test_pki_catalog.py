@@ -10,6 +10,7 @@ the shape ``ansible.builtin.find`` gives them, by host; ``batch_requests`` gets 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -692,3 +693,77 @@ def test_etcd_entries_match_the_kubernetes_pki_table():
         text = handle.read()
     for _name, _path, common_name, _usage, _member, _owner in pki_catalog.ETCD_CERTIFICATES:
         assert common_name in text
+
+
+# --------------------------------------------------------------------------- issued and etcd_outside_files
+
+PEM = '-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n'
+
+
+def batch_result(**issued):
+    """What one certificate_batch task registers: ``issued`` is {request id: certificate text or None}."""
+    return {'changed': any(issued.values()), 'unchanged': [],
+            'certificates': {rid: {'certificate': cert, 'reason': 'missing', 'not_after': '2027-01-01T00:00:00Z',
+                                   'serial': '1f'} for rid, cert in issued.items()}}
+
+
+def test_issued_picks_the_host_certificates_in_catalogue_order():
+    member = pki_catalog.etcd_certificates('etcd1', True, True, 'etcd1', '192.0.2.11')
+    signed = batch_result(**{'etcd1/apiserver-etcd-client': PEM % 'C', 'etcd1/server': PEM % 'S',
+                             'etcd2/peer': PEM % 'other host', 'etcd1/peer': None})
+    assert pki_catalog.issued('etcd1', member, signed) == [
+        {'name': 'server', 'cert_path': '/etc/kubernetes/pki/etcd/server.crt', 'certificate': PEM % 'S',
+         'reason': 'missing'},
+        {'name': 'apiserver-etcd-client', 'cert_path': '/etc/kubernetes/pki/apiserver-etcd-client.crt',
+         'certificate': PEM % 'C', 'reason': 'missing'}]
+
+
+@pytest.mark.parametrize('signed', [None, {}, {'skipped': True, 'changed': False},
+                                    {'changed': False, 'certificates': {}, 'unchanged': ['etcd1/server']}])
+def test_nothing_issued(signed):
+    assert pki_catalog.issued('etcd1', pki_catalog.etcd_certificates('etcd1', True, False), signed) == []
+
+
+def test_issued_reads_a_looped_batch_task_one_result_per_ca():
+    catalogue = specs('cp1')
+    signed = {'changed': True, 'results': [
+        dict(batch_result(**{'cp1/apiserver': PEM % 'A'}), item={'name': 'kubernetes'}),
+        {'skipped': True, 'item': {'name': 'front-proxy'}, 'certificates': {'cp1/front-proxy-client': {}}},
+    ]}
+    assert [(e['name'], e['cert_path']) for e in pki_catalog.issued('cp1', catalogue, signed)] == [
+        ('apiserver', '/etc/kubernetes/pki/apiserver.crt')]
+
+
+def slurp_results(**files):
+    """What the looped slurp of the etcd CA files registers: {file name: text, or None for a skipped item}."""
+    out = []
+    for name, text in files.items():
+        if text is None:
+            out.append({'item': name, 'skipped': True, 'changed': False})
+        else:
+            out.append({'item': name, 'content': base64.b64encode(text.encode()).decode(), 'encoding': 'base64',
+                        'source': '/etc/kubernetes/pki/etcd/' + name, 'changed': False})
+    return {'changed': False, 'results': out, 'skipped': False}
+
+
+def test_etcd_outside_files_give_the_ca_and_the_client_certificate():
+    ca_read = slurp_results(**{'ca.crt': PEM % 'CA', 'ca.key': 'secret'})
+    signed = batch_result(**{'cp1/apiserver-etcd-client': PEM % 'C1', 'etcd1/server': PEM % 'S'})
+    assert pki_catalog.etcd_outside_files(['cp1', 'cp2'], ca_read, signed) == [
+        {'host': 'cp1', 'dest': '/etc/kubernetes/pki/etcd/ca.crt', 'content': PEM % 'CA'},
+        {'host': 'cp1', 'dest': '/etc/kubernetes/pki/apiserver-etcd-client.crt', 'content': PEM % 'C1'},
+        {'host': 'cp2', 'dest': '/etc/kubernetes/pki/etcd/ca.crt', 'content': PEM % 'CA'}]
+
+
+def test_etcd_outside_files_without_a_ca_read():
+    signed = batch_result(**{'cp1/apiserver-etcd-client': PEM % 'C1'})
+    # the read was skipped (check mode before the CA exists), or did not run at all
+    for ca_read in (slurp_results(**{'ca.crt': None}), {'skipped': True, 'changed': False}, {}):
+        assert pki_catalog.etcd_outside_files(['cp1'], ca_read, signed) == [
+            {'host': 'cp1', 'dest': '/etc/kubernetes/pki/apiserver-etcd-client.crt', 'content': PEM % 'C1'}]
+    assert pki_catalog.etcd_outside_files([], slurp_results(**{'ca.crt': PEM % 'CA'}), signed) == []
+
+
+def test_a_ca_read_that_is_not_base64_is_an_error():
+    with pytest.raises(pki_catalog.PKIPlanError, match='ca.crt'):
+        pki_catalog.etcd_outside_files(['cp1'], {'results': [{'item': 'ca.crt', 'content': '%%%'}]}, {})
