@@ -590,7 +590,7 @@ IGNORED = ["/etc/etcd/etcd-bootstrap.env", "/etc/etcd/etcdctl.env"]
 
 def looped(*items):
     """A looped task's registration: ``items`` are (loop item, changed) pairs."""
-    return {"changed": any(c for _, c in items), "msg": "All items completed",
+    return {"changed": any(changed for _item, changed in items), "msg": "All items completed",
             "results": [{"item": item, "changed": changed, "ansible_loop_var": "item"} for item, changed in items]}
 
 
@@ -607,8 +607,9 @@ def nothing_changed():
             "binary": {"changed": False}, "started": {"changed": False, "skipped": True}}
 
 
-def restart(registered, probes=None, order=("e2", "e3", "e1"), play=HOSTS):
+def restart(registered, probes=None, order=("e2", "e3", "e1"), play=None):
     probes = {h: running() for h in HOSTS} if probes is None else probes
+    play = HOSTS if play is None else play
     return plan_mod.restart_order(list(order), list(play), probes, registered, IGNORED)
 
 
