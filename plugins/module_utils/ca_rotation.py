@@ -55,10 +55,6 @@ def certificates_pem(data):
     return [block if block.endswith(b"\n") else block + b"\n" for block in _PEM.findall(data or b"")]
 
 
-def _load(block, what):
-    return pki.load_certificate(block, what)
-
-
 def read_state(cert_path, key_path):
     """What the files say: {"state", "trust": [PEM blocks], "key": PEM, "next_cert", "next_key"}.
 
@@ -76,7 +72,7 @@ def read_state(cert_path, key_path):
         raise RotationError("%s holds %d certificates; a CA's trust file holds one, or two during a rotation"
                             % (cert_path, len(trust)))
     key = pki.load_private_key(key_data, "CA key %s" % key_path)
-    certs = [_load(block, "certificate %d of %s" % (index + 1, cert_path)) for index, block in enumerate(trust)]
+    certs = [pki.load_certificate(block, "certificate %d of %s" % (index + 1, cert_path)) for index, block in enumerate(trust)]
     for index, cert in enumerate(certs):
         if pki.cert_usage(cert) != "ca":
             raise RotationError("certificate %d of %s is not a CA certificate" % (index + 1, cert_path))
@@ -94,7 +90,7 @@ def read_state(cert_path, key_path):
             raise RotationError("CA key %s does not belong to the first certificate of %s" % (key_path, cert_path))
         result["state"] = "single" if len(certs) == 1 else "signing"
         return result
-    new_cert = _load(new_cert_data, "certificate %s" % new_cert_path)
+    new_cert = pki.load_certificate(new_cert_data, "certificate %s" % new_cert_path)
     new_key = pki.load_private_key(new_key_data, "CA key %s" % new_key_path)
     if not pki.same_public_key(new_cert.public_key(), new_key):
         raise RotationError("CA key %s does not belong to %s" % (new_key_path, new_cert_path))
@@ -149,7 +145,7 @@ def plan(phase, cert_path, key_path, common_name, key_type, validity_days, check
             out["reason"] = "a new CA created beside the old one, both trusted"
         else:
             new_pem = current["next_cert"]
-            out["new_ca"] = pki.describe(_load(new_pem, current["next_cert_path"]))
+            out["new_ca"] = pki.describe(pki.load_certificate(new_pem, current["next_cert_path"]))
             out["reason"] = "the new CA (created by an interrupted run) added to the trust file"
         if new_pem is not None:
             out["write"][cert_path] = trust[0] + certificates_pem(new_pem)[0]

@@ -47,24 +47,19 @@ LAYOUT_SETTINGS = {"cluster_name": "layout", "service_cidr": "10.96.0.0/12", "cl
 LAYOUT_ADDRESS = "127.0.0.1"
 
 # The services that read certificates of the catalogue (by catalogue name), in the order a host
-# restarts them. The etcd role restarts etcd itself; the others are restarted by certs.yml.
+# restarts them, with the CA files each reads (below PKI_DIR): a CA rotation changes those, and the
+# service trusts (or signs with) the new CA only after a restart. The etcd role restarts etcd
+# itself; the others are restarted by certs.yml.
 SERVICES = (
-    ("etcd", ("server", "peer")),
-    ("kube-apiserver", ("apiserver", "apiserver-kubelet-client", "front-proxy-client", "apiserver-etcd-client")),
-    ("kube-controller-manager", ("controller-manager",)),
-    ("kube-scheduler", ("scheduler",)),
-    ("kubelet", ("kubelet-client", "kubelet")),
-    ("kube-proxy", ("kube-proxy",)),
+    ("etcd", ("server", "peer"), ("etcd/ca.crt",)),
+    ("kube-apiserver", ("apiserver", "apiserver-kubelet-client", "front-proxy-client", "apiserver-etcd-client"),
+     ("ca.crt", "front-proxy-ca.crt", "etcd/ca.crt")),
+    ("kube-controller-manager", ("controller-manager",),
+     ("ca.crt", pki_catalog.SIGNER_FILE, "ca.key", "front-proxy-ca.crt")),
+    ("kube-scheduler", ("scheduler",), ()),
+    ("kubelet", ("kubelet-client", "kubelet"), ("ca.crt",)),
+    ("kube-proxy", ("kube-proxy",), ()),
 )
-
-# The CA files each service reads (below PKI_DIR) besides its own certificates: a CA rotation
-# changes them, and the service trusts (or signs with) the new CA only after a restart.
-SERVICE_CA_FILES = {
-    "etcd": ("etcd/ca.crt",),
-    "kube-apiserver": ("ca.crt", "front-proxy-ca.crt", "etcd/ca.crt"),
-    "kube-controller-manager": ("ca.crt", pki_catalog.SIGNER_FILE, "ca.key", "front-proxy-ca.crt"),
-    "kubelet": ("ca.crt",),
-}
 
 DAY = 86400
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?$")
@@ -296,7 +291,7 @@ def service_inputs(specs):
     """{service: [files]} for the services of :data:`SERVICES` that read certificates of ``specs``."""
     by_name = {spec["name"]: spec for spec in specs}
     out = {}
-    for service, names in SERVICES:
+    for service, names, ca_files in SERVICES:
         paths = []
         for name in names:
             spec = by_name.get(name)
@@ -306,7 +301,7 @@ def service_inputs(specs):
             if spec.get("kubeconfig"):
                 paths.append(spec["kubeconfig"]["dest"])
         if paths:
-            out[service] = paths + ["%s/%s" % (pki_catalog.PKI_DIR, name) for name in SERVICE_CA_FILES.get(service, ())]
+            out[service] = paths + ["%s/%s" % (pki_catalog.PKI_DIR, name) for name in ca_files]
     return out
 
 

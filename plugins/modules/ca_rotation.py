@@ -139,7 +139,7 @@ def main():
             files.write_file(module, path, plan['write'][path], secret=path in plan['secret'],
                              mode=None if path in plan['secret'] else 0o644)
         for path in removed:
-            os.unlink(path)
+            files.unlink_quietly(path)
     result = dict(changed=changed, before=plan['before'], state=plan['after'], reason=plan['reason'],
                   removed=removed)
     if plan['new_ca']:
