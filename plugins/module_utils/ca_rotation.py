@@ -72,7 +72,8 @@ def read_state(cert_path, key_path):
         raise RotationError("%s holds %d certificates; a CA's trust file holds one, or two during a rotation"
                             % (cert_path, len(trust)))
     key = pki.load_private_key(key_data, "CA key %s" % key_path)
-    certs = [pki.load_certificate(block, "certificate %d of %s" % (index + 1, cert_path)) for index, block in enumerate(trust)]
+    certs = [pki.load_certificate(block, "certificate %d of %s" % (index + 1, cert_path))
+             for index, block in enumerate(trust)]
     for index, cert in enumerate(certs):
         if pki.cert_usage(cert) != "ca":
             raise RotationError("certificate %d of %s is not a CA certificate" % (index + 1, cert_path))
