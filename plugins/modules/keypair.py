@@ -36,8 +36,7 @@ extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
-  - kubeforge.cluster.attributes.libraries
-  - kubeforge.cluster.attributes.files
+  - kubeforge.cluster.attributes.files_and_libraries
 attributes:
   check_mode:
     support: full
