@@ -42,6 +42,14 @@ def pki_requests(hostvars, hosts, keys_var, control_planes, nodes, settings, val
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days)
 
 
+def pki_issued(specs, host, signed):
+    """The certificates of ``specs`` (``host``'s catalogue entries) that the batch issued, in order."""
+    try:
+        return pki_catalog.issued(host, list(specs), dict(signed or {}))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError("pki_issued: %s: %s" % (host, exc))
+
+
 def pki_first_certificate(pem):
     """The first certificate of a PEM bundle (a CA's trust file: the signer), alone."""
     try:
@@ -58,6 +66,7 @@ class FilterModule:
         return {
             "pki_ca_plan": pki_ca_plan,
             "pki_first_certificate": pki_first_certificate,
+            "pki_issued": pki_issued,
             "pki_host_certificates": pki_host_certificates,
             "pki_requests": pki_requests,
         }

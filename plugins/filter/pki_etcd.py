@@ -46,14 +46,6 @@ def pki_etcd_requests(hostvars, members, keys_var, outside_keys, etcd_hosts, con
     return pki_catalog.batch_requests(specs, keys, validity_days, renew_before_days).get("etcd", [])
 
 
-def pki_etcd_issued(specs, host, signed):
-    """The certificates of ``specs`` (``host``'s, from pki_etcd_certificates) that the batch issued."""
-    try:
-        return pki_catalog.issued(host, list(specs), dict(signed or {}))
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise AnsibleFilterError("pki_etcd_issued: %s: %s" % (host, exc))
-
-
 def pki_etcd_outside_files(hosts, ca_read, signed):
     """The etcd CA certificate and the issued client certificates of the control planes outside the etcd group."""
     try:
@@ -70,9 +62,10 @@ def etcd_inventory(hostvars, etcd_hosts, peer_port, client_port, remove=""):
         raise AnsibleFilterError("etcd_inventory: %s" % exc)
 
 
-def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ignored_files=()):
+def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ignored_files=(), changed_on=()):
     """The running members to restart, in the plan's order, from what each one's tasks registered
-    (``registered_vars``: {"files", "certificates", "ca", "binary", "started"}: variable names)."""
+    (``registered_vars``: {"files", "certificates", "ca", "binary", "started"}: variable names), and
+    the hosts where a delegated task changed what etcd reads (``changed_on``)."""
     try:
         order, play_hosts = list(order or []), list(play_hosts)
         registered = {}
@@ -80,7 +73,8 @@ def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ign
             if host in play_hosts:
                 facts = hostvars[host]
                 registered[host] = {role: facts.get(name) for role, name in dict(registered_vars).items()}
-        return etcd_plan.restart_order(order, play_hosts, dict(probes or {}), registered, list(ignored_files or []))
+        return etcd_plan.restart_order(order, play_hosts, dict(probes or {}), registered, list(ignored_files or []),
+                                      list(changed_on or []))
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError("etcd_restart_order: %s" % exc)
 
@@ -93,7 +87,6 @@ class FilterModule:
             "etcd_inventory": etcd_inventory,
             "etcd_restart_order": etcd_restart_order,
             "pki_etcd_certificates": pki_etcd_certificates,
-            "pki_etcd_issued": pki_etcd_issued,
             "pki_etcd_outside_files": pki_etcd_outside_files,
             "pki_etcd_requests": pki_etcd_requests,
         }

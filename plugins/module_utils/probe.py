@@ -13,7 +13,9 @@ three cases, and treats them the same everywhere:
 * otherwise: the answer.
 
 Where a plan refuses a host it could not ask (the CA plans do), it words that with
-:func:`unreachable_error`, so the refusal reads the same in every plan.
+:func:`unreachable_error`, so the refusal reads the same in every plan. :func:`by_host` puts the
+two registrations of one probe (the run's hosts asked in place, the others by a delegated loop)
+into one ``{host: result}`` that the plans read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ def read_answer(result, key):
     if result.get("unreachable") or result.get("failed") or key not in result:
         return None, True
     return result, False
+
+
+def by_host(hostvars, hosts, var, delegated=None):
+    """``{host: result}``: ``var`` as each of ``hosts`` registered it (None where it did not), then
+    each result of the ``delegated`` loop (its items are host names) under its host."""
+    out = {host: (hostvars[host] or {}).get(var) for host in hosts}
+    for result in (delegated or {}).get("results") or []:
+        if isinstance(result, dict) and result.get("item") is not None:
+            out[result["item"]] = result
+    return out
 
 
 def unreachable_error(host, group, holding=None):

@@ -19,11 +19,14 @@ import sys
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.kubeforge.cluster.plugins.filter.pki import FilterModule as PkiFilters
 from ansible_collections.kubeforge.cluster.plugins.filter.pki_etcd import FilterModule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 FILTERS = FilterModule().filters()
+# the etcd role writes its certificates with the pki role's filter
+ISSUED = PkiFilters().filters()['pki_issued']
 ETCD = ['etcd1', 'etcd2']
 CPS = ['etcd1', 'cp2']
 INFO = {'etcd1': {'member_name': 'etcd1', 'address': '192.0.2.11'},
@@ -37,7 +40,7 @@ def signed(**issued):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'etcd_inventory', 'etcd_restart_order', 'pki_etcd_certificates', 'pki_etcd_issued',
+    assert set(FILTERS) == {'etcd_inventory', 'etcd_restart_order', 'pki_etcd_certificates',
                             'pki_etcd_outside_files', 'pki_etcd_requests'}
 
 
@@ -54,15 +57,15 @@ def test_inventory():
 
 def test_issued():
     mine = FILTERS['pki_etcd_certificates']('etcd1', ETCD, CPS, INFO)
-    result = FILTERS['pki_etcd_issued'](mine, 'etcd1', signed(**{'etcd1/peer': PEM % 'P', 'etcd2/peer': PEM % 'Q'}))
+    result = ISSUED(mine, 'etcd1', signed(**{'etcd1/peer': PEM % 'P', 'etcd2/peer': PEM % 'Q'}))
     assert result == [{'name': 'peer', 'cert_path': '/etc/kubernetes/pki/etcd/peer.crt', 'certificate': PEM % 'P',
                        'reason': 'missing'}]
-    assert FILTERS['pki_etcd_issued'](mine, 'etcd1', None) == []
+    assert ISSUED(mine, 'etcd1', None) == []
 
 
 def test_issued_of_something_else_than_catalogue_entries_is_a_filter_error():
-    with pytest.raises(AnsibleFilterError, match='^pki_etcd_issued: etcd1: '):
-        FILTERS['pki_etcd_issued']([{'path': 'x'}], 'etcd1', signed(**{'etcd1/x': PEM % 'X'}))
+    with pytest.raises(AnsibleFilterError, match='^pki_issued: etcd1: '):
+        ISSUED([{'path': 'x'}], 'etcd1', signed(**{'etcd1/x': PEM % 'X'}))
 
 
 def test_outside_files():

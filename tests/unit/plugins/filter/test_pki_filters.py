@@ -46,7 +46,7 @@ def named(specs):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'pki_ca_plan', 'pki_first_certificate', 'pki_host_certificates', 'pki_requests'}
+    assert set(FILTERS) == {'pki_ca_plan', 'pki_first_certificate', 'pki_host_certificates', 'pki_issued', 'pki_requests'}
 
 
 # --------------------------------------------------------------------------- pki_host_certificates

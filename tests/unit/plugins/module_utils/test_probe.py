@@ -48,3 +48,18 @@ def test_the_cluster_ca_plan_and_the_etcd_plan_name_an_unreachable_host_alike():
     # neither plan takes a host it could not ask for the CA host, nor copies to it
     assert cluster['host'] == 'cp1' and cluster['copy_to'] == []
     assert plan['ca'] == {'host': 'e1', 'copy_to': [], 'exists': False}
+
+
+def test_by_host_puts_the_run_and_the_delegated_loop_together():
+    from ansible_collections.kubeforge.cluster.plugins.filter.probe import FilterModule
+    hostvars = {'cp1': {'found': {'files': ['ca.crt']}}, 'cp2': {}}
+    delegated = {'results': [{'item': 'cp3', 'unreachable': True}, {'item': 'cp4', 'skipped': True}, 'noise']}
+    expected = {'cp1': {'files': ['ca.crt']}, 'cp2': None, 'cp3': {'item': 'cp3', 'unreachable': True},
+                'cp4': {'item': 'cp4', 'skipped': True}}
+    assert probe.by_host(hostvars, ['cp1', 'cp2'], 'found', delegated) == expected
+    probe_results = FilterModule().filters()['probe_results']
+    assert probe_results(hostvars, ('cp1', 'cp2'), 'found', delegated) == expected
+    # a run without the delegated task (nothing outside the run) has only the run's hosts
+    assert probe_results(hostvars, ['cp1'], 'found') == {'cp1': {'files': ['ca.crt']}}
+    assert [probe.read_answer(r, 'files') for r in expected.values()] == [
+        (expected['cp1'], False), (None, False), (None, True), (None, False)]
