@@ -70,6 +70,27 @@ def _controller(pod):
     return None
 
 
+def workloads_started_before(pods, namespaces, since):
+    """``[[namespace, "kind/name"]]``, sorted and each once, of the Deployments, DaemonSets and
+    StatefulSets in ``namespaces`` with a pod that started before ``since`` (an RFC 3339 UTC time,
+    ``2026-12-03T10:00:00Z``; such times sort as text); what ``kubectl rollout restart`` takes. A
+    Deployment is known by its ReplicaSet's name, the Deployment's and the pod template hash."""
+    out = set()
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        started = (pod.get("status") or {}).get("startTime")
+        owner = _controller(pod)
+        if meta.get("namespace") not in namespaces or not started or started >= since or owner is None:
+            continue
+        template_hash = (meta.get("labels") or {}).get("pod-template-hash") or ""
+        name = owner.get("name") or ""
+        if owner.get("kind") == "ReplicaSet" and template_hash and name.endswith("-" + template_hash):
+            out.add((meta["namespace"], "deployment/" + name[:-len(template_hash) - 1]))
+        elif owner.get("kind") in ("DaemonSet", "StatefulSet"):
+            out.add((meta["namespace"], owner["kind"].lower() + "/" + name))
+    return [list(entry) for entry in sorted(out)]
+
+
 def classify(pods, force=False):
     """Split the pods of a node into (to evict, left alone with why, refused with why)."""
     evict, left, refused = [], [], []

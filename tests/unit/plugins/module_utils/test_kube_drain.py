@@ -566,3 +566,34 @@ def test_a_status_in_no_retry_is_raised_at_once_and_others_are_still_retried(api
     assert client.request('GET', '/api/v1', no_retry=(429,))['groupVersion'] == 'v1'
     assert len(sleeps) == 2 and api.faults == []
     client.close()
+
+
+def _started(namespace, name, start, owner=None, template_hash=None):
+    meta = {"namespace": namespace, "name": name, "labels": {}}
+    if owner:
+        meta["ownerReferences"] = [{"kind": "Pod", "name": "not-the-controller"},
+                                   {"kind": owner[0], "name": owner[1], "controller": True}]
+    if template_hash:
+        meta["labels"]["pod-template-hash"] = template_hash
+    return {"metadata": meta, "status": {"startTime": start} if start else {}}
+
+
+def test_workloads_started_before_a_time():
+    from ansible_collections.kubeforge.cluster.plugins.filter.workloads import FilterModule
+    since = "2026-12-03T10:00:00Z"
+    pods = [
+        _started("kube-system", "coredns-5d8f-abcde", "2026-12-03T09:00:00Z", ("ReplicaSet", "coredns-5d8f"), "5d8f"),
+        _started("kube-system", "coredns-5d8f-fghij", "2026-12-03T09:30:00Z", ("ReplicaSet", "coredns-5d8f"), "5d8f"),
+        _started("kube-flannel", "flannel-x", "2026-12-03T09:00:00Z", ("DaemonSet", "kube-flannel-ds")),
+        _started("kube-system", "late", "2026-12-03T10:00:01Z", ("DaemonSet", "late")),
+        _started("kube-system", "pending", None, ("StatefulSet", "pending")),
+        _started("default", "elsewhere", "2026-12-03T09:00:00Z", ("StatefulSet", "web")),
+        _started("kube-system", "bare", "2026-12-03T09:00:00Z"),
+        # a ReplicaSet of no Deployment (no template hash in its name) is left alone
+        _started("kube-system", "rs-pod", "2026-12-03T09:00:00Z", ("ReplicaSet", "plain"), "ffff"),
+    ]
+    expected = [["kube-flannel", "daemonset/kube-flannel-ds"], ["kube-system", "deployment/coredns"]]
+    assert kube_drain.workloads_started_before(pods, ["kube-system", "kube-flannel"], since) == expected
+    stale = FilterModule().filters()["stale_workloads"]
+    # 2026-12-03T10:00:00Z in seconds since the epoch
+    assert stale({"items": pods}, ["kube-system", "kube-flannel"], 1796292000.5) == expected
