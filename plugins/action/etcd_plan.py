@@ -23,6 +23,7 @@ class ActionModule(ActionBase):
         hosts = etcd_plan.read_probes(args["hosts"], args["probes"])
         data = dict(mode=args["mode"], target_version=args["target_version"],
                     allow_downgrade=args["allow_downgrade"], force=args["force"], remove=args["remove"],
+                    ca_rotating=args["ca_rotating"],
                     etcd_hosts=args["etcd_hosts"], play_hosts=args["play_hosts"], hosts=hosts)
         try:
             plan = etcd_plan.plan(data)

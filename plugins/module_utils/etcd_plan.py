@@ -39,6 +39,7 @@ def argument_spec():
         target_version=dict(type="str"),
         allow_downgrade=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
+        ca_rotating=dict(type="bool", default=False),
         remove=dict(type="str", default=""),
         etcd_hosts=dict(type="list", elements="str", required=True),
         play_hosts=dict(type="list", elements="str", required=True),
@@ -118,13 +119,15 @@ def inputs_changed(registered, ignored_files=()):
     return bool(files or certificates or ca or (registered.get("binary") or {}).get("changed"))
 
 
-def restart_order(order, play_hosts, probes, registered, ignored_files=()):
+def restart_order(order, play_hosts, probes, registered, ignored_files=(), changed_on=()):
     """The running members of this run to restart, in the plan's ``order`` (followers first, the
     leader last).
 
     A member is restarted when etcd runs there (``probes``: what the plan read, by host), this run
     did not just start it (``registered[host]["started"]``), and its inputs changed: in this run
-    (:func:`inputs_changed` of ``registered[host]``), or after etcd started (the probe's ``stale``).
+    (:func:`inputs_changed` of ``registered[host]``, or ``changed_on``: the hosts where another task
+    changed them, the CA host after a phase of the CA's rotation), or after etcd started (the
+    probe's ``stale``).
     """
     out = []
     for host in order:
@@ -134,7 +137,7 @@ def restart_order(order, play_hosts, probes, registered, ignored_files=()):
         mine = (registered or {}).get(host) or {}
         if not service.get("active") or (mine.get("started") or {}).get("changed"):
             continue
-        if service.get("stale") or inputs_changed(mine, ignored_files):
+        if service.get("stale") or host in changed_on or inputs_changed(mine, ignored_files):
             out.append(host)
     return out
 
@@ -291,7 +294,9 @@ class Cluster:
         The decision is ``shared_secret.share``'s, as for the cluster CAs: the CA host is the first
         member holding the certificate and the key, else the first member asked (of the run first).
         Only the run's members that run or hold data are compared, by the certificate: a fresh
-        member holding another CA receives the cluster's.
+        member holding another CA receives the cluster's. During a rotation of the etcd CA
+        (``ca_rotating``), the CA host's files are the ones that count: the others of the run are not
+        refused but receive them all (the trust file, the key and the next CA).
         """
         held = {}
         for host in self.etcd_hosts:
@@ -314,6 +319,12 @@ class Cluster:
         if ca_host is None:
             self.errors.append("no etcd host could be asked whether it holds the etcd CA")
             return {"host": None, "copy_to": [], "exists": False}
+        if self.data.get("ca_rotating"):
+            if not placed["holder"]:
+                self.errors.append("no etcd member holds the etcd CA (%s/ca.crt and ca.key): there is no CA to "
+                                   "rotate; install.yml creates it" % pki_catalog.ETCD_PKI_DIR)
+            return {"host": ca_host, "exists": placed["holder"],
+                    "copy_to": [h for h in self.play_hosts if h != ca_host and h in held]}
         for host in placed["conflicting"]:
             self.errors.append(
                 "%s holds another etcd CA than %s (/etc/kubernetes/pki/etcd/ca.crt differs) and runs or holds "

@@ -41,6 +41,12 @@ options:
     description: C(restore) - plan to stop etcd and move the data aside on hosts that run it or hold data.
     type: bool
     default: false
+  ca_rotating:
+    description:
+      - C(converge) - a phase of the etcd CA's rotation runs; the CA host's CA files are copied to every
+        other member of the run instead of refusing members that hold another version of them.
+    type: bool
+    default: false
   remove:
     description: C(remove) - the host (or member name, or member id in hex) to take out of the cluster.
     type: str

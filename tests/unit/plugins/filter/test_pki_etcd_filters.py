@@ -94,6 +94,16 @@ def test_restart_order_reads_each_member_registrations_by_name():
     assert FILTERS['etcd_restart_order'](hostvars, order + ['etcd4'], ('etcd1',), probes, REGISTERED_VARS) == ['etcd1']
 
 
+def test_restart_order_adds_the_host_a_delegated_rotation_changed():
+    hostvars = {'etcd1': {}, 'etcd2': {}, 'etcd3': {'copied': {'results': [{'item': {'item': 'ca.crt'}, 'changed': True}]}}}
+    probes = {'etcd1': RUNNING, 'etcd2': RUNNING, 'etcd3': RUNNING}
+    order = ['etcd3', 'etcd2', 'etcd1']
+    assert FILTERS['etcd_restart_order'](hostvars, order, list(order), probes, REGISTERED_VARS, [],
+                                         ['etcd1']) == ['etcd3', 'etcd1']
+    # a host outside the run is not restarted, whatever changed there
+    assert FILTERS['etcd_restart_order'](hostvars, order, ['etcd3'], probes, REGISTERED_VARS, [], ['etcd1']) == ['etcd3']
+
+
 def test_restart_order_of_a_host_missing_from_hostvars_is_a_filter_error():
     with pytest.raises(AnsibleFilterError, match='^etcd_restart_order: '):
         FILTERS['etcd_restart_order']({}, ['etcd1'], ['etcd1'], {'etcd1': RUNNING}, REGISTERED_VARS)

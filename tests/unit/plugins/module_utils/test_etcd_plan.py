@@ -177,6 +177,25 @@ def test_the_first_member_holding_the_whole_ca_is_the_ca_host():
                                   "CA host"]
 
 
+def test_rotation_copies_the_ca_hosts_files_to_every_other_member_of_the_run():
+    # a phase moved e1's files; a run that stopped before the copies finds e2 and e3 with the old
+    # ones: they receive e1's instead of being refused
+    probes = healthy_cluster()
+    probes["e1"]["ca"] = {"cert": "bundle", "key": "k1"}
+    assert any("another etcd CA" in e for e in run(data("converge", HOSTS, probes))["errors"])
+    result = run(data("converge", HOSTS, probes, ca_rotating=True))
+    assert result["errors"] == [] and result["ca"] == {"host": "e1", "copy_to": ["e2", "e3"], "exists": True}
+    # under --limit, only the run's members receive them
+    result = run(data("converge", HOSTS, probes, play=["e1", "e3"], ca_rotating=True))
+    assert result["ca"]["copy_to"] == ["e3"]
+
+
+def test_rotation_without_an_etcd_ca_is_refused():
+    probes = {h: probe(initialized=False, active=False, version=None, ca=(None, None)) for h in HOSTS}
+    result = run(data("converge", HOSTS, probes, ca_rotating=True))
+    assert any("there is no CA to rotate" in e for e in result["errors"]), result["errors"]
+
+
 # -- joining ---------------------------------------------------------------------------------------
 
 def test_new_members_join_one_after_the_other():
