@@ -108,6 +108,9 @@ def mismatch(question, kind, definition):
     spec_type = definition.get("type", "str")
     if definition.get("choices"):
         want = {str(c) for c in definition["choices"]}
+        # an optional question that is left unanswered gives the empty default: AWX has no empty choice
+        if not question.get("required") and definition.get("default") == "":
+            want.discard("")
         return None if qtype == "multiplechoice" and choices == want else f"needs multiplechoice {sorted(want)}"
     if spec_type == "bool":
         return None if qtype == "multiplechoice" and choices == BOOL_CHOICES else "needs multiplechoice false/true"
