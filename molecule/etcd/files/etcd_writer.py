@@ -9,7 +9,9 @@ answered 200 with a revision; anything else (refused connection, timeout, error 
 failed and the next put goes to the next member.
 
 - ``--stop-file``: until that file appears, each key tried once (``<prefix><n>`` = ``<n>``);
-- ``--count N``: exactly N keys, each retried until acknowledged (loading data).
+- ``--count N``: exactly N keys, each retried until acknowledged (loading data);
+- ``--reload``: read the CA and client certificate files again whenever one of them changes, as a
+  client that reloads its certificates does (or one that is restarted, like kube-apiserver).
 
 The result file (JSON) lists the acknowledged numbers and counts the failed puts by error.
 """
@@ -41,10 +43,20 @@ def main(argv=None):
     parser.add_argument("--prefix", default="/writer/")
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--max-seconds", type=float, default=900)
+    parser.add_argument("--reload", action="store_true", help="re-read the TLS files when they change")
     args = parser.parse_args(argv)
 
-    context = ssl.create_default_context(cafile=args.cacert)
-    context.load_cert_chain(args.cert, args.key)
+    tls_files = (args.cacert, args.cert, args.key)
+
+    def stamps():
+        return tuple(os.stat(path).st_mtime_ns for path in tls_files)
+
+    def tls_context():
+        built = ssl.create_default_context(cafile=args.cacert)
+        built.load_cert_chain(args.cert, args.key)
+        return built
+
+    context, loaded, reloads = tls_context(), stamps(), 0
     endpoints = args.endpoints.split(",")
     acked, failed, errors = [], 0, {}
     current = 0
@@ -57,6 +69,13 @@ def main(argv=None):
             break
         if args.count is not None:
             number = len(acked)
+        if args.reload:
+            try:
+                now = stamps()
+                if now != loaded:
+                    context, loaded, reloads = tls_context(), now, reloads + 1
+            except (OSError, ssl.SSLError):
+                pass  # a file being replaced: the next round reads it
         body = json.dumps({"key": b64(args.prefix + str(number)), "value": b64(str(number))}).encode()
         request = urllib.request.Request(endpoints[current] + "/v3/kv/put", data=body,
                                          headers={"Content-Type": "application/json"})
@@ -77,7 +96,7 @@ def main(argv=None):
             number += 1
     attempted = number if args.count is None else len(acked) + failed
     result = {"attempted": attempted, "acknowledged": acked, "failed": failed, "errors": errors,
-              "seconds": round(time.time() - started, 1)}
+              "seconds": round(time.time() - started, 1), "reloads": reloads}
     with open(args.result + ".tmp", "w") as handle:
         json.dump(result, handle)
     os.replace(args.result + ".tmp", args.result)

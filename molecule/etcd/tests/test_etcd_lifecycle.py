@@ -4,8 +4,8 @@
 
 In order (each step relies on the ones before): mutual TLS, certificates, metrics, 1,000 keys,
 refusals (a skipped minor version, a stopped member), a rolling upgrade from the oldest to the
-newest etcd of the test mirror under a steady stream of writes, a downgrade refusal, snapshots, a
-restore refusal, then the nodes are destroyed, created again, and the snapshot restored into them.
+newest etcd of the test mirror under a steady stream of writes, a downgrade refusal, a rotation of
+the etcd CA under writes, snapshots, a restore refusal, then the nodes are destroyed, created again, and the snapshot restored into them.
 """
 
 import datetime
@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from etcdtest import CLIENT_FILES as CLIENT, WORK, WRITER, Bed, Report, mirror_versions, version_key
+from etcdtest import CLIENT_FILES as CLIENT, PKI, WORK, WRITER, Bed, Report, mirror_versions, version_key
 
 CLUSTER = "mol-etcd"
 LAYOUT = "1:cp+etcd@bookworm,1:cp+etcd@trixie,1:etcd@bookworm"
@@ -273,6 +273,90 @@ def test_downgrade_refused(inventory):
     assert run.rc != 0
     assert "that is a downgrade; set etcd_allow_downgrade=true" in run.text
     assert set(versions_running().values()) == {NEW}
+
+
+def _pem_blocks(text):
+    return re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", text, re.S)
+
+
+def _local_copy(node, path, name):
+    target = os.path.join(WORK, name)
+    with open(target, "w") as handle:
+        handle.write(bed.read(node, path))
+    return target
+
+
+def test_rotating_the_etcd_ca_under_writes(inventory):
+    """The etcd CA replaced in three phases (certs.yml) while a client writes to every member.
+
+    The client re-reads its CA and client certificate files when they change, as kube-apiserver
+    does when certs.yml restarts it. A client certificate of the old CA, kept aside before, is
+    accepted until phase finish and refused after it.
+    """
+    old_ca = _pem_blocks(bed.read(CP1, PKI + "/ca.crt"))
+    assert len(old_ca) == 1
+    old_client = (_local_copy(CP1, PKI + "/healthcheck-client.crt", "old-client.crt"),
+                  _local_copy(CP1, PKI + "/healthcheck-client.key", "old-client.key"))
+    endpoints = ",".join("https://%s:2379" % bed.address(n) for n in MEMBERS)
+    bed.copy_to(ETCD1, WRITER, "/var/tmp/etcd_writer.py")
+    bed.sh(ETCD1, "rm -f /var/tmp/rotation.stop /var/tmp/rotation.json; systemd-run --unit=etcd-rotation-writer "
+                  "--collect python3 /var/tmp/etcd_writer.py --reload --endpoints %s %s --prefix /rotation/ "
+                  "--stop-file /var/tmp/rotation.stop --result /var/tmp/rotation.json" % (endpoints, CLIENT))
+    time.sleep(3)
+    trust, accepted = {}, {}
+    address = bed.address(CP2)
+    try:
+        for phase in ("trust", "sign", "finish"):
+            extra = {"kubeforge_etcd_version": NEW, "certs_action": "rotate-ca", "certs_rotate_ca": "etcd-ca",
+                     "certs_rotate_phase": phase}
+            run = bed.playbook("certs.yml", inventory, extra)
+            assert run.rc == 0, run.tail()
+            report.step("etcd CA rotation, phase %s (3 members restarted one at a time)" % phase, run.seconds)
+            again = bed.playbook("certs.yml", inventory, extra)
+            assert again.rc == 0 and again.changed == 0, again.tail()
+            held = {node: _pem_blocks(bed.read(node, PKI + "/ca.crt")) for node in MEMBERS}
+            assert len({tuple(blocks) for blocks in held.values()}) == 1, held
+            trust[phase] = held[CP1]
+            assert bed.wait_healthy(CP1, 3)
+            # the client certificate of the old CA, from the controller, against the CA bundle of now
+            ca_now = _local_copy(CP1, PKI + "/ca.crt", "ca-%s.crt" % phase)
+            try:
+                accepted[phase] = _https("https://%s:2379/v3/kv/range" % address, ca_now, *old_client)[0] == 200
+            except (ssl.SSLError, ConnectionResetError, urllib.error.URLError):
+                accepted[phase] = False
+        refused = bed.playbook("certs.yml", inventory, {"kubeforge_etcd_version": NEW, "certs_action": "rotate-ca",
+                                                        "certs_rotate_ca": "etcd-ca", "certs_rotate_phase": "sign"})
+    finally:
+        bed.sh(ETCD1, "touch /var/tmp/rotation.stop")
+    deadline = time.time() + 60
+    while bed.sh(ETCD1, "test -e /var/tmp/rotation.json", check=False)[0] != 0:
+        assert time.time() < deadline, "the writer did not stop"
+        time.sleep(1)
+    writes = json.loads(bed.read(ETCD1, "/var/tmp/rotation.json"))
+    acked = {"/rotation/%d" % n for n in writes["acknowledged"]}
+    lost = sorted(acked - bed.keys(CP1, "/rotation/"))
+    figures = {"acknowledged": len(acked), "failed": writes["failed"], "lost": len(lost),
+               "attempted": writes["attempted"], "writer_seconds": writes["seconds"], "reloads": writes["reloads"],
+               "errors": writes["errors"]}
+    report.figure("writes during the etcd CA rotation (trust, sign, finish)", figures)
+    assert acked and not lost, figures
+    new_ca = trust["trust"][1]
+    assert trust["trust"] == [old_ca[0], new_ca]
+    assert trust["sign"] == [new_ca, old_ca[0]]
+    assert trust["finish"] == [new_ca]
+    assert accepted == {"trust": True, "sign": True, "finish": False}, accepted
+    # every member and client certificate is signed by the new CA; the next CA's files are gone
+    issuer = x509.load_pem_x509_certificate(new_ca.encode())
+    for node in MEMBERS:
+        for name in ("server", "peer", "healthcheck-client"):
+            leaf = x509.load_pem_x509_certificate(bed.read(node, "%s/%s.crt" % (PKI, name)).encode())
+            leaf.verify_directly_issued_by(issuer)
+        assert bed.sh(node, "ls %s" % PKI)[1].split().count("ca-new.crt") == 0
+    for node in (CP1, CP2):
+        leaf = x509.load_pem_x509_certificate(bed.read(node, "/etc/kubernetes/pki/apiserver-etcd-client.crt").encode())
+        leaf.verify_directly_issued_by(issuer)
+    assert refused.rc != 0 and "the next phase is trust" in refused.text, refused.tail()
+    assert bed.keys(CP2, "/data/") == {"/data/%d" % i for i in range(1000)}
 
 
 def test_backups_named_verified_and_pruned(inventory):
