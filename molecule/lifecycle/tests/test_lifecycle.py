@@ -446,6 +446,58 @@ def test_rotating_the_cluster_ca_while_a_client_lists_pods():
     assert trust_fingerprints(CP1) == [new]
 
 
+def test_rotating_the_etcd_ca_while_a_client_lists_pods():
+    """The etcd CA in three phases; kube-apiserver, restarted by certs.yml after each, keeps serving.
+
+    etcd has two members here (both control planes): a member restarting leaves no quorum for the
+    seconds it takes, during which a read waits; a listing may take up to 3 s before it counts as failed.
+    """
+    etcd_ca = "/etc/kubernetes/pki/etcd/ca.crt"
+    old = trust_fingerprints(CP1, etcd_ca)
+    assert len(old) == 1
+    ip = kubectl("get service web -o jsonpath='{.spec.clusterIP}'")[1].strip()
+    seconds, held = {}, {}
+    with PodLister(W1, ip) as client:
+        time.sleep(3)
+        for phase in ("trust", "sign", "finish"):
+            extra = {"certs_action": "rotate-ca", "certs_rotate_ca": "etcd-ca", "certs_rotate_phase": phase}
+            run = playbook("certs.yml", NEW, extra=extra)
+            seconds[phase] = run.seconds
+            report_file.step(f"certs.yml rotate-ca etcd-ca phase {phase}", run.seconds, changed=run.changed)
+            assert run.rc == 0, run.tail()
+            held[phase] = trust_fingerprints(CP1, etcd_ca)
+            assert all(trust_fingerprints(cp, etcd_ca) == held[phase] for cp in STATE["cps"]), phase
+            # kube-apiserver started after the phase changed what it reads of etcd's
+            for cp in STATE["cps"]:
+                started = int(bed.sh(cp, "date -d \"$(systemctl show -p ActiveEnterTimestamp --value kube-apiserver)\" "
+                                         "+%s")[1])
+                changed = int(bed.sh(cp, f"stat -c %Z {etcd_ca} /etc/kubernetes/pki/apiserver-etcd-client.crt")[1]
+                              .split()[0 if phase != "sign" else 1])
+                assert started >= changed, (phase, cp)
+        time.sleep(3)
+    counts = client.counts
+    report_file.figure("etcd CA rotation pod listings", {"ok": counts["pods ok"], "failed": counts["pods fail"]})
+    report_file.figure("etcd CA rotation service answers", {"ok": counts["svc ok"], "failed": counts["svc fail"]})
+    say(f"etcd CA rotation (trust {seconds['trust']:.1f} s, sign {seconds['sign']:.1f} s, finish "
+        f"{seconds['finish']:.1f} s): pod listings through {W1}'s load balancer {counts['pods ok']} ok / "
+        f"{counts['pods fail']} failed; Service {counts['svc ok']} ok / {counts['svc fail']} failed; "
+        f"failures {client.errors}")
+    new = held["trust"][1]
+    assert held == {"trust": [old[0], new], "sign": [new, old[0]], "finish": [new]}, held
+    for cp in STATE["cps"]:
+        for leaf in ("etcd/server.crt", "etcd/peer.crt", "etcd/healthcheck-client.crt", "apiserver-etcd-client.crt"):
+            assert bed.sh(cp, f"openssl verify -CAfile {etcd_ca} /etc/kubernetes/pki/{leaf}", check=False)[0] == 0, leaf
+        assert bed.sh(cp, "test ! -e /etc/kubernetes/pki/etcd/ca-new.crt", check=False)[0] == 0
+    assert counts["pods ok"] > 30 and counts["svc ok"] > 100, counts
+    assert counts["pods fail"] == 0, client.errors
+    assert counts["svc fail"] == 0, client.errors
+    # the data written before is read after, through the API
+    assert kubectl("get deployment web -o jsonpath='{.spec.replicas}'")[1].strip() == "3"
+    again = playbook("certs.yml", NEW, extra={"certs_action": "rotate-ca", "certs_rotate_ca": "etcd-ca",
+                                              "certs_rotate_phase": "finish"})
+    assert again.rc == 0 and again.changed == 0, again.tail()
+
+
 def test_a_downgrade_not_asked_for_is_refused_before_any_change():
     run = playbook("upgrade.yml", OLD)
     assert run.rc != 0
