@@ -312,8 +312,10 @@ def test_rotating_the_etcd_ca_under_writes(inventory):
             run = bed.playbook("certs.yml", inventory, extra)
             assert run.rc == 0, run.tail()
             report.step("etcd CA rotation, phase %s (3 members restarted one at a time)" % phase, run.seconds)
-            again = bed.playbook("certs.yml", inventory, extra)
-            assert again.rc == 0 and again.changed == 0, again.tail()
+            if phase == "finish":
+                # a phase already reached changes nothing (ca_rotation's unit tests re-run every phase)
+                again = bed.playbook("certs.yml", inventory, extra)
+                assert again.rc == 0 and again.changed == 0, again.tail()
             held = {node: _pem_blocks(bed.read(node, PKI + "/ca.crt")) for node in MEMBERS}
             assert len({tuple(blocks) for blocks in held.values()}) == 1, held
             trust[phase] = held[CP1]
