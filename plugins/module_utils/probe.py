@@ -34,11 +34,22 @@ def read_answer(result, key):
 def by_host(hostvars, hosts, var, delegated=None):
     """``{host: result}``: ``var`` as each of ``hosts`` registered it (None where it did not), then
     each result of the ``delegated`` loop (its items are host names) under its host."""
-    out = {host: (hostvars[host] or {}).get(var) for host in hosts}
+    out = {host: _without_deprecated((hostvars[host] or {}).get(var)) for host in hosts}
     for result in (delegated or {}).get("results") or []:
         if isinstance(result, dict) and result.get("item") is not None:
-            out[result["item"]] = result
+            out[result["item"]] = _without_deprecated(result)
     return out
+
+
+# keys of a registered result that ansible-core marks deprecated: reading them warns on every run
+_DEPRECATED_KEYS = ("skipped_reason",)
+
+
+def _without_deprecated(result):
+    """A copy of ``result`` without the deprecated keys (their values are never read)."""
+    if not hasattr(result, "keys"):
+        return result
+    return {key: result[key] for key in result.keys() if key not in _DEPRECATED_KEYS}
 
 
 def unreachable_error(host, group, holding=None):

@@ -53,7 +53,8 @@ def test_the_cluster_ca_plan_and_the_etcd_plan_name_an_unreachable_host_alike():
 def test_by_host_puts_the_run_and_the_delegated_loop_together():
     from ansible_collections.kubeforge.cluster.plugins.filter.probe import FilterModule
     hostvars = {'cp1': {'found': {'files': ['ca.crt']}}, 'cp2': {}}
-    delegated = {'results': [{'item': 'cp3', 'unreachable': True}, {'item': 'cp4', 'skipped': True}, 'noise']}
+    delegated = {'results': [{'item': 'cp3', 'unreachable': True},
+                             {'item': 'cp4', 'skipped': True, 'skipped_reason': 'deprecated, never read'}, 'noise']}
     expected = {'cp1': {'files': ['ca.crt']}, 'cp2': None, 'cp3': {'item': 'cp3', 'unreachable': True},
                 'cp4': {'item': 'cp4', 'skipped': True}}
     assert probe.by_host(hostvars, ['cp1', 'cp2'], 'found', delegated) == expected
