@@ -4,9 +4,9 @@
 
 A module lists C(kubeforge.cluster.attributes) after C(ansible.builtin.action_common_attributes)
 and states only what differs (its check-mode and diff details); modules that write files on the
-host also list C(kubeforge.cluster.attributes.files) after C(ansible.builtin.files), modules that need
-a Python library on the host list C(kubeforge.cluster.attributes.libraries), and modules that do both
-list C(kubeforge.cluster.attributes.files_and_libraries) instead of the two.
+host also list C(kubeforge.cluster.attributes.files) after C(ansible.builtin.files), and modules that
+need a Python library on the host list C(kubeforge.cluster.attributes.libraries) (ansible-doc merges
+the attributes and adds the notes of every fragment listed).
 """
 
 from __future__ import annotations
@@ -30,15 +30,22 @@ author:
   - kubeforge.cluster contributors (@kubeforge)
 """
 
-    # the parts of the two fragments below, which some modules need together
-    _SAFE_FILE_OPERATIONS = r"""
+    # Each fragment is one string literal: ansible-test's yamllint sanity check reads
+    # the class body without running it and accepts no expressions.
+
+    # modules that write files on the host
+    FILES = r"""
+attributes:
   safe_file_operations:
     description:
       - Writes each file through a temporary file beside it (flushed to disk) and an atomic move, keeping
         owner, group and mode; a reader never sees half a file.
     support: full
 """
-    _LIBRARY_NOTES = r"""
+
+    # modules that need Python libraries the os role installs on the hosts
+    LIBRARIES = r"""
+attributes: {}
 notes:
   - In check mode on a host that lacks a Python library the module needs (a first install, before the
     os role installed it), the module reports C(changed=true) and names the library in C(msg) and
@@ -46,11 +53,3 @@ notes:
     naming the library.
 """
 
-    # modules that write files on the host
-    FILES = "\nattributes:" + _SAFE_FILE_OPERATIONS
-
-    # modules that need Python libraries the os role installs on the hosts
-    LIBRARIES = "\nattributes: {}" + _LIBRARY_NOTES
-
-    # both: modules that write files with what such a library makes (keys, certificates)
-    FILES_AND_LIBRARIES = "\nattributes:" + _SAFE_FILE_OPERATIONS + _LIBRARY_NOTES

@@ -56,7 +56,8 @@ extends_documentation_fragment:
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
   - kubeforge.cluster.attributes
-  - kubeforge.cluster.attributes.files_and_libraries
+  - kubeforge.cluster.attributes.files
+  - kubeforge.cluster.attributes.libraries
 attributes:
   check_mode:
     support: full
