@@ -73,8 +73,8 @@ def etcd_restart_order(hostvars, order, play_hosts, probes, registered_vars, ign
             if host in play_hosts:
                 facts = hostvars[host]
                 registered[host] = {role: facts.get(name) for role, name in dict(registered_vars).items()}
-        return etcd_plan.restart_order(order, play_hosts, dict(probes or {}), registered, list(ignored_files or []),
-                                      list(changed_on or []))
+        return etcd_plan.restart_order(
+            order, play_hosts, dict(probes or {}), registered, list(ignored_files or []), list(changed_on or []))
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError("etcd_restart_order: %s" % exc)
 
