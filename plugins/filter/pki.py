@@ -50,6 +50,14 @@ def pki_issued(specs, host, signed):
         raise AnsibleFilterError("pki_issued: %s: %s" % (host, exc))
 
 
+def pki_rotation_files(cas):
+    """The file names a rotation of each CA of ``cas`` ({cert, key} names) adds while both are trusted."""
+    try:
+        return [name for ca in cas for name in ca_rotation.next_paths(ca["cert"], ca["key"])]
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError("pki_rotation_files: each CA needs the names cert and key (%s)" % exc)
+
+
 def pki_first_certificate(pem):
     """The first certificate of a PEM bundle (a CA's trust file: the signer), alone."""
     try:
@@ -69,4 +77,5 @@ class FilterModule:
             "pki_issued": pki_issued,
             "pki_host_certificates": pki_host_certificates,
             "pki_requests": pki_requests,
+            "pki_rotation_files": pki_rotation_files,
         }

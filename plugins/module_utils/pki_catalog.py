@@ -29,7 +29,7 @@ import base64
 import binascii
 import ipaddress
 
-from ansible_collections.kubeforge.cluster.plugins.module_utils import network, shared_secret
+from ansible_collections.kubeforge.cluster.plugins.module_utils import ca_rotation, network, shared_secret
 from ansible_collections.kubeforge.cluster.plugins.module_utils.pki import day_count
 from ansible_collections.kubeforge.cluster.plugins.module_utils.probe import read_answer, unreachable_error
 
@@ -52,8 +52,7 @@ CA_FILE_NAMES = tuple(entry[key] for entry in CA_FILES for key in ("cert", "key"
 # A CA being rotated (module_utils/ca_rotation.py) waits at <name>-new.crt/.key during phase trust;
 # the control planes hold these too while they exist.
 ROTATING_CAS = CA_FILES[:2]
-ROTATION_FILE_NAMES = tuple(entry[key][:-4] + "-new" + entry[key][-4:] for entry in ROTATING_CAS
-                            for key in ("cert", "key"))
+ROTATION_FILE_NAMES = tuple(name for entry in ROTATING_CAS for name in ca_rotation.next_paths(entry["cert"], entry["key"]))
 # what kube-controller-manager signs CSRs with: the first certificate of ca.crt (the signer), alone,
 # as its --cluster-signing-cert-file takes exactly one certificate and ca.crt holds two during a
 # rotation; written on the control planes from the CA host's ca.crt

@@ -46,7 +46,8 @@ def named(specs):
 
 
 def test_filters_are_registered():
-    assert set(FILTERS) == {'pki_ca_plan', 'pki_first_certificate', 'pki_host_certificates', 'pki_issued', 'pki_requests'}
+    assert set(FILTERS) == {'pki_ca_plan', 'pki_first_certificate', 'pki_host_certificates', 'pki_issued', 'pki_requests',
+                            'pki_rotation_files'}
 
 
 # --------------------------------------------------------------------------- pki_host_certificates
@@ -394,3 +395,14 @@ def test_first_certificate_of_a_bundle():
     assert FILTERS['pki_first_certificate'](first.rstrip('\n')) == first
     with pytest.raises(AnsibleFilterError, match='pki_first_certificate: no certificate'):
         FILTERS['pki_first_certificate']('')
+
+
+def test_rotation_files_are_the_names_ca_rotation_writes():
+    cas = [{'cert': 'ca.crt', 'key': 'ca.key'}, {'cert': 'front-proxy-ca.crt', 'key': 'front-proxy-ca.key'}]
+    assert FILTERS['pki_rotation_files'](cas) == [
+        'ca-new.crt', 'ca-new.key', 'front-proxy-ca-new.crt', 'front-proxy-ca-new.key']
+
+
+def test_rotation_files_name_what_is_missing():
+    with pytest.raises(AnsibleFilterError, match='cert and key'):
+        FILTERS['pki_rotation_files']([{'cert': 'ca.crt'}])
