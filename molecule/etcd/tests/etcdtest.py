@@ -149,6 +149,24 @@ class Bed:
                 % (endpoints, CLIENT_FILES, shlex.quote(prefix), count), timeout=300)
         return json.loads(self.read(node, "/var/tmp/load.json"))
 
+    def start_writer(self, node, members, name, reload=False):
+        """Start the writer on ``node`` as the transient unit ``etcd-<name>``: keys ``/<name>/N`` put to
+        every member of ``members`` until stop_writer; ``reload`` re-reads the TLS files when they change."""
+        self.copy_to(node, WRITER, "/var/tmp/etcd_writer.py")
+        endpoints = ",".join("https://%s:2379" % self.address(n) for n in members)
+        self.sh(node, "rm -f /var/tmp/{0}.stop /var/tmp/{0}.json; systemd-run --unit=etcd-{0} --collect python3 "
+                      "/var/tmp/etcd_writer.py {1}--endpoints {2} {3} --prefix /{0}/ --stop-file /var/tmp/{0}.stop "
+                      "--result /var/tmp/{0}.json".format(name, "--reload " if reload else "", endpoints, CLIENT_FILES))
+
+    def stop_writer(self, node, name, timeout=60):
+        """Stop the writer ``name`` and return its result: acknowledged (the key numbers), failed, errors..."""
+        self.sh(node, "touch /var/tmp/%s.stop" % name)
+        deadline = time.time() + timeout
+        while self.sh(node, "test -e /var/tmp/%s.json" % name, check=False)[0] != 0:
+            assert time.time() < deadline, "the writer %s did not stop within %d s" % (name, timeout)
+            time.sleep(1)
+        return json.loads(self.read(node, "/var/tmp/%s.json" % name))
+
     def copy_to(self, node, source, dest):
         subprocess.run(["podman", "cp", source, "%s:%s" % (node, dest)], check=True, timeout=60)
 

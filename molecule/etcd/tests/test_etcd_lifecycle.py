@@ -9,7 +9,6 @@ the etcd CA under writes, snapshots, a restore refusal, then the nodes are destr
 """
 
 import datetime
-import json
 import os
 import re
 import shutil
@@ -25,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from etcdtest import CLIENT_FILES as CLIENT, PKI, WORK, WRITER, Bed, Report, mirror_versions, version_key
+from etcdtest import PKI, WORK, Bed, Report, mirror_versions, version_key
 
 CLUSTER = "mol-etcd"
 LAYOUT = "1:cp+etcd@bookworm,1:cp+etcd@trixie,1:etcd@bookworm"
@@ -212,20 +211,11 @@ def test_upgrade_refused_while_a_member_is_stopped(inventory):
 
 def test_rolling_upgrade_under_writes(inventory):
     leader = [n for n, s in bed.status(CP1).items() if s["leader"]]
-    endpoints = ",".join("https://%s:2379" % bed.address(n) for n in MEMBERS)
-    bed.copy_to(ETCD1, WRITER, "/var/tmp/etcd_writer.py")
-    bed.sh(ETCD1, "rm -f /var/tmp/writer.stop /var/tmp/writer.json; systemd-run --unit=etcd-writer --collect python3 "
-                  "/var/tmp/etcd_writer.py --endpoints %s %s --prefix /writer/ --stop-file /var/tmp/writer.stop "
-                  "--result /var/tmp/writer.json" % (endpoints, CLIENT))
+    bed.start_writer(ETCD1, MEMBERS, "writer")
     time.sleep(3)
     run = bed.playbook("upgrade.yml", inventory, {"kubeforge_etcd_version": NEW, "etcd_backup_controller_dir": BACKUPS})
     time.sleep(3)
-    bed.sh(ETCD1, "touch /var/tmp/writer.stop")
-    deadline = time.time() + 60
-    while bed.sh(ETCD1, "test -e /var/tmp/writer.json", check=False)[0] != 0:
-        assert time.time() < deadline, "the writer did not stop"
-        time.sleep(1)
-    writes = json.loads(bed.read(ETCD1, "/var/tmp/writer.json"))
+    writes = bed.stop_writer(ETCD1, "writer")
     assert run.rc == 0, run.tail()
     acked = {"/writer/%d" % n for n in writes["acknowledged"]}
     state["acked"] = acked
@@ -297,11 +287,7 @@ def test_rotating_the_etcd_ca_under_writes(inventory):
     assert len(old_ca) == 1
     old_client = (_local_copy(CP1, PKI + "/healthcheck-client.crt", "old-client.crt"),
                   _local_copy(CP1, PKI + "/healthcheck-client.key", "old-client.key"))
-    endpoints = ",".join("https://%s:2379" % bed.address(n) for n in MEMBERS)
-    bed.copy_to(ETCD1, WRITER, "/var/tmp/etcd_writer.py")
-    bed.sh(ETCD1, "rm -f /var/tmp/rotation.stop /var/tmp/rotation.json; systemd-run --unit=etcd-rotation-writer "
-                  "--collect python3 /var/tmp/etcd_writer.py --reload --endpoints %s %s --prefix /rotation/ "
-                  "--stop-file /var/tmp/rotation.stop --result /var/tmp/rotation.json" % (endpoints, CLIENT))
+    bed.start_writer(ETCD1, MEMBERS, "rotation", reload=True)
     time.sleep(3)
     trust, accepted = {}, {}
     address = bed.address(CP2)
@@ -329,12 +315,7 @@ def test_rotating_the_etcd_ca_under_writes(inventory):
         refused = bed.playbook("certs.yml", inventory, {"kubeforge_etcd_version": NEW, "certs_action": "rotate-ca",
                                                         "certs_rotate_ca": "etcd-ca", "certs_rotate_phase": "sign"})
     finally:
-        bed.sh(ETCD1, "touch /var/tmp/rotation.stop")
-    deadline = time.time() + 60
-    while bed.sh(ETCD1, "test -e /var/tmp/rotation.json", check=False)[0] != 0:
-        assert time.time() < deadline, "the writer did not stop"
-        time.sleep(1)
-    writes = json.loads(bed.read(ETCD1, "/var/tmp/rotation.json"))
+        writes = bed.stop_writer(ETCD1, "rotation")
     acked = {"/rotation/%d" % n for n in writes["acknowledged"]}
     lost = sorted(acked - bed.keys(CP1, "/rotation/"))
     figures = {"acknowledged": len(acked), "failed": writes["failed"], "lost": len(lost),
