@@ -3,7 +3,7 @@
 """The one way the collection reads and writes files.
 
 Every file a module, action or callback of this collection writes goes through ``stage`` and
-``replace``: a temporary file beside the destination, flushed and fsynced, then renamed over it,
+``replace`` (or ``atomic_writer`` for content written in pieces): a temporary file beside the destination, flushed and fsynced, then renamed over it,
 so a reader (or a crash) never sees half a file. Modules write through ``write_file`` or
 ``apply_plan``, which use ``module.atomic_move`` so that owner, group, mode and SELinux context
 follow Ansible's rules; controller-side code, which has no module, uses ``write_atomic``.
@@ -15,6 +15,7 @@ anything is written, so one bad entry leaves every file as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -78,6 +79,28 @@ def replace(tmp, path, mover=None):
     finally:
         if os.path.exists(tmp):
             unlink_quietly(tmp)
+
+
+@contextlib.contextmanager
+def atomic_writer(path, mode=0o644):
+    """A binary file object for content written in pieces (an archive); renamed over ``path``.
+
+    The file is flushed and fsynced when the block ends and only then replaces ``path``; an error
+    inside the block leaves ``path`` as it was and removes the temporary file.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(handle, 'wb') as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise
+    replace(tmp, path)
 
 
 def write_atomic(path, content, mode=0o644):

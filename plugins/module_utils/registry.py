@@ -196,9 +196,8 @@ def write_archive(destination, name, tag, digest, media_type, size, blobs, paths
         annotations["org.opencontainers.image.ref.name"] = tag
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
              "manifests": [{"mediaType": media_type, "digest": digest, "size": size, "annotations": annotations}]}
-    os.makedirs(os.path.dirname(destination), exist_ok=True)
-    buffer_path = destination + ".part"
-    with tarfile.open(buffer_path, "w", format=tarfile.PAX_FORMAT) as archive:
+    with files.atomic_writer(destination) as out, \
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
         def add(member, data=None, path=None):
             info = tarfile.TarInfo(member)
             info.mtime, info.mode, info.uid, info.gid = 0, 0o644, 0, 0
@@ -215,8 +214,7 @@ def write_archive(destination, name, tag, digest, media_type, size, blobs, paths
         for blob in sorted(set(blobs) | set(paths)):
             member = "blobs/sha256/" + blob.split(":", 1)[1]
             add(member, data=blobs.get(blob), path=paths.get(blob))
-    digest = sha256_file(buffer_path)
-    os.replace(buffer_path, destination)
+    digest = sha256_file(destination)
     return digest
 
 

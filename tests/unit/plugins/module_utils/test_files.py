@@ -48,6 +48,21 @@ def test_replace_cleans_up_when_the_move_fails(tmp_path):
     assert leftovers(str(tmp_path)) == []
 
 
+def test_atomic_writer_replaces_only_when_the_block_ends_well(tmp_path):
+    path = tmp_path / 'images' / 'pause.tar'
+    with files.atomic_writer(str(path)) as out:
+        out.write(b'first')
+        assert not path.exists()
+    assert path.read_bytes() == b'first'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    with pytest.raises(ValueError):
+        with files.atomic_writer(str(path)) as out:
+            out.write(b'half')
+            raise ValueError('source ended early')
+    assert path.read_bytes() == b'first'
+    assert leftovers(str(path.parent)) == []
+
+
 def test_read_file_treats_empty_as_absent_and_names_directories(tmp_path):
     assert files.read_file(str(tmp_path / 'missing')) is None
     (tmp_path / 'empty').write_bytes(b'')
