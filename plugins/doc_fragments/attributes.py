@@ -52,4 +52,3 @@ notes:
     C(missing_libraries) instead of failing, so a plan of a first install succeeds. A real run fails
     naming the library.
 """
-

@@ -59,5 +59,3 @@ def write_checksums(path):
             lines.append(checksum_line(digest if other == path else sha256_file(other), os.path.basename(other)))
         atomic_write(os.path.join(directory, "SHA256SUMS"), "".join(lines))
     return digest
-
-
