@@ -187,27 +187,22 @@ def _create(node, cluster, public_key, resolv_conf, address):
 
 
 def _systemd_state(name):
-    proc = pm.podman("exec", name, "systemctl", "is-system-running", check=False, timeout=15)
+    """systemd's state on the node, or "" when it does not answer in time (asked again until the deadline)."""
+    try:
+        proc = pm.podman("exec", name, "systemctl", "is-system-running", check=False, timeout=15)
+    except TestbedError:
+        # on a host loaded by many running nodes one exec can take longer; wait_node's deadline decides
+        return ""
     return proc.stdout.strip()
 
 
 def _ssh_ok(address):
-    proc = run(
-        [
-            "ssh",
-            "-i",
-            ssh_key_path(),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=3",
-            *SSH_COMMON_ARGS.split(),
-            f"root@{address}",
-            "true",
-        ],
-        check=False,
-        timeout=15,
-    )
+    command = ["ssh", "-i", ssh_key_path(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+               *SSH_COMMON_ARGS.split(), f"root@{address}", "true"]
+    try:
+        proc = run(command, check=False, timeout=15)
+    except TestbedError as exc:
+        return False, str(exc)
     return proc.returncode == 0, (proc.stderr.strip().splitlines() or [""])[-1]
 
 
