@@ -100,13 +100,10 @@ def test_paths_follow_the_upstream_urls(component, version, path):
 
 
 def test_paths_match_release_urls_document():
-    """The URL patterns in the shared upstream facts, with VERSION and ARCH filled in."""
-    facts = os.path.join(
-        os.path.dirname(__file__), "..", "..", "..", "..", "shared", "data", "upstream", "release-urls.md"
-    )
-    if not os.path.exists(facts):
-        pytest.skip("shared upstream facts are not next to this checkout")
-    text = open(facts, encoding="utf-8").read()
+    """The URL patterns of the upstream facts (tests/data/upstream), with VERSION and ARCH filled in."""
+    facts = os.path.join(os.path.dirname(__file__), "..", "..", "data", "upstream", "release-urls.md")
+    with open(facts, encoding="utf-8") as handle:
+        text = handle.read()
     patterns = {
         "etcd": r"\| etcd .*?\| https://(\S+) \|",
         "containerd": r"\| containerd .*?\| https://(\S+) \|",
